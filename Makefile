@@ -1,0 +1,35 @@
+# Two commands do everything on a fresh machine: `make demo` (the main job) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-fast lint bench clean
+
+setup: $(STAMP)
+
+# torch==2.13.0 first: the CPU build this machine carries; anything unpinned would pull CUDA.
+$(STAMP): pyproject.toml ci/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -c ci/constraints.txt -e ".[test,demo,dev]"
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/captum-smooth demo --out out/demo
+
+test: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check captum_smooth tests benchmarks
+	$(BIN)/ruff format --check captum_smooth tests benchmarks
+
+bench: setup
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

@@ -1,0 +1,39 @@
+"""captum-smooth: gradient smoothing for Captum, as drop-in Captum attributions.
+
+The parts:
+
+* :mod:`captum_smooth.core`: the one sampling loop (:class:`SmoothTunnel`, a Captum
+  ``NoiseTunnel``), chunking and streaming reducers;
+* :mod:`captum_smooth.noise`: what is sampled (kernels, sigma rules, weight noise);
+* :mod:`captum_smooth.methods`: the named methods, presets of the loop;
+* :mod:`captum_smooth.metrics`: scores for smoothness and faithfulness;
+* :mod:`captum_smooth.models` and :mod:`captum_smooth.data`: the embedded model and images.
+"""
+
+from .core import SamplingReport, SmoothTunnel, StreamingMoments
+from .methods import AdaptGrad, SmoothGrad
+from .noise import (
+    AdaptiveSigma,
+    Kernel,
+    RangeShareSigma,
+    SigmaRule,
+    get_kernel,
+    kernel_names,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AdaptGrad",
+    "AdaptiveSigma",
+    "Kernel",
+    "RangeShareSigma",
+    "SamplingReport",
+    "SigmaRule",
+    "SmoothGrad",
+    "SmoothTunnel",
+    "StreamingMoments",
+    "__version__",
+    "get_kernel",
+    "kernel_names",
+]
