@@ -12,7 +12,9 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -c ci/constraints.txt -e ".[test,demo,dev]"
+	$(BIN)/python -m pip install -q -c ci/constraints.txt -e ".[test,demo,dev,quantus]"
+	# torchvision is optional; its PyPI build is a CUDA build: no deps, imported through our shim.
+	$(BIN)/python -m pip install -q --no-deps torchvision==0.28.0
 	touch $(STAMP)
 
 demo: setup

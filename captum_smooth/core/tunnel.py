@@ -75,6 +75,8 @@ class SamplingReport:
         chunk_size: Noisy copies of each example per inner call.
         n_inner_calls: Calls of the inner attribution method.
         n_weight_samples: Weight draws (1 without weight noise).
+        error: The Monte-Carlo error (always for ``smoothgrad`` with i.i.d. samples; otherwise
+            when ``return_error`` or ``tolerance`` was given).
     """
 
     n_samples: Tensor
@@ -82,6 +84,7 @@ class SamplingReport:
     chunk_size: int
     n_inner_calls: int
     n_weight_samples: int
+    error: MonteCarloError | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -204,6 +207,173 @@ def draw_noise(
     return noise.view((b, k, *rest)).mul_(sigma.unsqueeze(1)).view((b * k, *rest))
 
 
+@dataclass
+class MonteCarloError:
+    """The Monte-Carlo error of a smoothed attribution (no extra forward or backward pass).
+
+    Attributes:
+        standard_error: Per-element standard error, shaped like the attributions (a tensor, or a
+            tuple as the attributions).
+        relative_error: Per example, ``||standard_error|| / ||attribution||`` over all its
+            elements (``inf`` where the attribution is zero but the error is not), ``(B,)``.
+        n_samples: Valid samples per example, ``(B,)`` (weight draws for the nested estimate).
+        nested: True when the error comes from the spread between weight draws (weight noise
+            with input noise inside each draw): samples of one draw share the weights, so they
+            are not independent, and the draw means are.
+    """
+
+    standard_error: Any
+    relative_error: Tensor
+    n_samples: Tensor
+    nested: bool
+
+
+def _relative(se: tuple[Tensor, ...], estimate: tuple[Tensor, ...]) -> Tensor:
+    err = sum(t.reshape(t.shape[0], -1).float().pow(2).sum(1) for t in se)
+    size = sum(t.reshape(t.shape[0], -1).float().pow(2).sum(1) for t in estimate)
+    rel = (err / size).sqrt()
+    return torch.where(size > 0, rel, torch.where(err > 0, torch.inf, torch.zeros_like(rel)))
+
+
+class _ErrorTracking:
+    """Which error the loop tracks: i.i.d. moments, or the spread between weight draws."""
+
+    def __init__(self, nt_type: str, batch: int, nested: bool, wanted: bool) -> None:
+        self.nt_type = nt_type
+        self.batch = batch
+        self.wanted = wanted or (nt_type == "smoothgrad" and not nested)
+        # VarGrad is not a mean of per-draw quantities: its error stays the i.i.d. estimate.
+        self.nested = nested and wanted and nt_type != "vargrad"
+        self.higher_moments = wanted and nt_type != "smoothgrad" and not self.nested
+        self.between = StreamingMoments(batch) if self.nested else None
+
+    @classmethod
+    def create(cls, *, nt_type: str, batch: int, nested: bool, wanted: bool) -> _ErrorTracking:
+        return cls(nt_type, batch, nested, wanted)
+
+    def new_draw(self) -> StreamingMoments | None:
+        return StreamingMoments(self.batch) if self.nested else None
+
+    def end_draw(self, draw: StreamingMoments | None, rows: Tensor | None) -> None:
+        if draw is None or self.between is None:
+            return
+        quantity = draw.reduce(self.nt_type)
+        if rows is not None:
+            quantity = tuple(q[rows] for q in quantity)
+        self.between.update(quantity, 1, rows=rows)
+
+    def standard_error(self, moments: StreamingMoments) -> tuple[Tensor, ...]:
+        if self.between is not None and self.between.count is not None:
+            return self.between.standard_error("smoothgrad")
+        return moments.standard_error(self.nt_type)
+
+    def relative_error(self, moments: StreamingMoments, n_draws: int | None) -> Tensor:
+        return _relative(self.standard_error(moments), moments.reduce(self.nt_type))
+
+    def error(self, moments: StreamingMoments, is_tuple: bool) -> MonteCarloError:
+        se = self.standard_error(moments)
+        nested = self.between is not None and self.between.count is not None
+        counts = self.between.count if nested else moments.count
+        assert counts is not None
+        return MonteCarloError(
+            standard_error=_format_output(is_tuple, se),
+            relative_error=_relative(se, moments.reduce(self.nt_type)),
+            n_samples=counts.clone(),
+            nested=nested,
+        )
+
+
+@dataclass
+class _StoppingRule:
+    """Fixed sample counts, or sampling until the relative error is below a tolerance."""
+
+    tolerance: float | None
+    min_samples: int
+    max_input_samples: int
+    max_weight_draws: int
+    per_input_sample: bool
+    per_weight_draw: bool
+
+    @classmethod
+    def create(
+        cls,
+        tolerance: float | None,
+        min_samples: int | None,
+        max_samples: int | None,
+        nt_samples: int,
+        n_weight_samples: int,
+        *,
+        over_weight_draws: bool,
+    ) -> _StoppingRule:
+        if tolerance is None:
+            if min_samples is not None or max_samples is not None:
+                raise ValueError("`min_samples` and `max_samples` go with `tolerance`")
+            return cls(None, 0, nt_samples, n_weight_samples, False, False)
+        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)):
+            raise TypeError(f"`tolerance` must be a positive float, got {tolerance!r}")
+        if not math.isfinite(tolerance) or tolerance <= 0:
+            raise ValueError(f"`tolerance` must be finite and > 0, got {tolerance!r}")
+        default_max = n_weight_samples if over_weight_draws else nt_samples
+        hi = default_max if max_samples is None else _check_positive_int(max_samples, "max_samples")
+        lo = min(8, hi) if min_samples is None else _check_positive_int(min_samples, "min_samples")
+        if lo < 2 or lo > hi:
+            raise ValueError(
+                f"`min_samples` must be >= 2 (an error needs two samples) and <= `max_samples`, "
+                f"got min_samples={lo}, max_samples={hi}"
+            )
+        if over_weight_draws:
+            return cls(float(tolerance), lo, nt_samples, hi, False, True)
+        return cls(float(tolerance), lo, hi, 1, True, False)
+
+    def still_active(self, active: Tensor | None, rel_error: Tensor, batch: int) -> Tensor | None:
+        rows = torch.arange(batch, device=rel_error.device) if active is None else active
+        keep = rows[rel_error[rows] > float(self.tolerance or 0.0)]
+        return None if keep.numel() == batch else keep
+
+
+def _take(value: Any, rows: Tensor, batch: int) -> Any:
+    """Rows of a per-example argument; anything else (shared, broadcast) as it is."""
+    if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == batch and batch > 1:
+        return value[rows.to(value.device)]
+    if isinstance(value, list) and len(value) == batch and batch > 1:
+        return [value[i] for i in rows.tolist()]
+    if isinstance(value, tuple):
+        return tuple(_take(v, rows, batch) for v in value)
+    return value
+
+
+@dataclass
+class _Subset:
+    """The inputs, kwargs and sigmas of the examples still sampling."""
+
+    inputs: tuple[Tensor, ...]
+    kwargs: dict[str, Any]
+    sigmas: tuple[float | Tensor, ...]
+
+    @classmethod
+    def of(
+        cls,
+        inputs: tuple[Tensor, ...],
+        kwargs: dict[str, Any],
+        sigmas: tuple[float | Tensor, ...],
+        rows: Tensor | None,
+        batch: int,
+        draw_baselines: bool = False,
+    ) -> _Subset:
+        if rows is None:
+            return cls(inputs, kwargs, sigmas)
+        sub_kwargs = dict(kwargs)
+        for key in ("target", "additional_forward_args", "baselines", "feature_mask"):
+            # Baselines drawn from a distribution are not per example.
+            if key in sub_kwargs and not (key == "baselines" and draw_baselines):
+                sub_kwargs[key] = _take(sub_kwargs[key], rows, batch)
+        return cls(
+            tuple(x[rows.to(x.device)] for x in inputs),
+            sub_kwargs,
+            tuple(_take(sg, rows, batch) for sg in sigmas),
+        )
+
+
 class SmoothTunnel(NoiseTunnel):
     r"""A drop-in :class:`captum.attr.NoiseTunnel` with any kernel, sigma rule and weight noise.
 
@@ -275,6 +445,10 @@ class SmoothTunnel(NoiseTunnel):
         n_weight_samples: int = 1,
         sample_transform: SampleTransform | None = None,
         show_progress: bool = False,
+        return_error: bool = False,
+        tolerance: float | None = None,
+        min_samples: int | None = None,
+        max_samples: int | None = None,
         **kwargs: Any,
     ) -> Any:
         r"""Smooth the inner attribution over noisy copies of the inputs (and of the weights).
@@ -306,13 +480,22 @@ class SmoothTunnel(NoiseTunnel):
             sample_transform: ``transform(clean, noisy, attributions, k)`` applied to each
                 chunk's attributions before reduction. Default: None.
             show_progress: Show a progress bar over the chunks. Default: False.
+            return_error: Also return the Monte-Carlo error (a :class:`MonteCarloError`) as the
+                last element of the result. Default: False (Captum's return contract).
+            tolerance: Sample until each example's relative error (``||SE|| / ||map||``) is at
+                most this, instead of a fixed count; examples stop one by one. The count is of
+                input samples, or of weight draws under ``weight_noise``. Default: None.
+            min_samples: With ``tolerance``: the fewest samples (>= 2). Default: min(8, max).
+            max_samples: With ``tolerance``: the most samples. Default: ``nt_samples``
+                (``n_weight_samples`` under weight noise).
             **kwargs: Passed to the inner method (``target``, ``baselines``,
                 ``additional_forward_args``, ``return_convergence_delta``, ...).
 
         Returns:
             Attributions shaped like the inner method's (tensor or tuple, as the input), and,
             with ``return_convergence_delta=True`` for methods that have one, the deltas of all
-            inner calls concatenated (one per noisy sample, as Captum's NoiseTunnel).
+            inner calls concatenated (one per noisy sample, as Captum's NoiseTunnel); with
+            ``return_error=True``, the :class:`MonteCarloError` last.
         """
         return self._smooth(
             inputs,
@@ -329,6 +512,10 @@ class SmoothTunnel(NoiseTunnel):
             n_weight_samples=n_weight_samples,
             sample_transform=sample_transform,
             show_progress=show_progress,
+            return_error=return_error,
+            tolerance=tolerance,
+            min_samples=min_samples,
+            max_samples=max_samples,
             **kwargs,
         )
 
@@ -351,6 +538,10 @@ class SmoothTunnel(NoiseTunnel):
         n_weight_samples: int = 1,
         sample_transform: SampleTransform | None = None,
         show_progress: bool = False,
+        return_error: bool = False,
+        tolerance: float | None = None,
+        min_samples: int | None = None,
+        max_samples: int | None = None,
         **kwargs: Any,
     ) -> Any:
         if nt_type not in NT_TYPES:
@@ -395,15 +586,8 @@ class SmoothTunnel(NoiseTunnel):
             weights = weight_noise
         model = self.attribution_method.forward_func
 
-        sizes = [chunk] * (nt_samples // chunk)
-        if nt_samples % chunk:
-            sizes.append(nt_samples % chunk)
-        # Expanded once per chunk size; baselines drawn from a distribution are drawn per chunk.
-        expanded = (
-            {}
-            if draw_baseline_from_distrib
-            else {k: expand_kwargs(kwargs, inputs_t, k, False, None) for k in set(sizes) | {1}}
-        )
+        # Expanded once per chunk size while every example samples (the common case).
+        expanded: dict[int, dict[str, Any]] = {}
 
         # Sigma of input noise depends only on the clean inputs: evaluate each rule once.
         sigmas: tuple[float | Tensor, ...] = ()
@@ -423,54 +607,115 @@ class SmoothTunnel(NoiseTunnel):
             layer_noise = LayerNoise(noise_layer, _draw_at_layer)
             layer_ctx = layer_noise
 
-        moments = StreamingMoments(batch)
+        tracking = _ErrorTracking.create(
+            nt_type=nt_type,
+            batch=batch,
+            nested=weight_noise is not None and n_weight_samples > 1,
+            wanted=return_error or tolerance is not None,
+        )
+        stop = _StoppingRule.create(
+            tolerance,
+            min_samples,
+            max_samples,
+            nt_samples,
+            n_weight_samples,
+            over_weight_draws=weight_noise is not None,
+        )
+        moments = StreamingMoments(batch, higher_moments=tracking.higher_moments)
         deltas: list[Tensor] = []
         is_attrib_tuple = is_inputs_tuple
         n_calls = 0
-        total_steps = n_weight_samples * (len(sizes) + int(include_clean))
+        n_draws = stop.max_weight_draws
+        input_max = stop.max_input_samples
+        n_chunks = -(-input_max // chunk)
         progress = tqdm(
-            total=total_steps, disable=not show_progress, desc=self.get_name(), leave=False
+            total=n_draws * (n_chunks + int(include_clean)),
+            disable=not show_progress,
+            desc=self.get_name(),
+            leave=False,
         )
+        active: Tensor | None = None  # None: every example is still sampling
 
-        def _run(k: int, noisy: tuple[Tensor, ...]) -> None:
+        def _run(
+            k: int,
+            noisy_fn: Callable[[tuple[Tensor, ...], Any], tuple[Tensor, ...]],
+            draw_moments: StreamingMoments | None,
+        ) -> None:
             nonlocal is_attrib_tuple, n_calls
-            kw = (
-                expand_kwargs(kwargs, inputs_t, k, True, gen)
-                if draw_baseline_from_distrib
-                else expanded[k]
-            )
+            sub = _Subset.of(inputs_t, kwargs, sigmas, active, batch, draw_baseline_from_distrib)
+            noisy = noisy_fn(sub.inputs, sub.sigmas)
+            if draw_baseline_from_distrib:
+                kw = expand_kwargs(sub.kwargs, sub.inputs, k, True, gen)
+            elif active is None:
+                kw = expanded.setdefault(k, expand_kwargs(kwargs, inputs_t, k, False, None))
+            else:
+                kw = expand_kwargs(sub.kwargs, sub.inputs, k, False, None)
             attrs, is_attrib_tuple, delta = self._call_inner(noisy, kw, is_inputs_tuple, want_delta)
             n_calls += 1
             if sample_transform is not None:
-                attrs = tuple(sample_transform(inputs_t, noisy, attrs, k))
-            moments.update(attrs, k)
+                attrs = tuple(sample_transform(sub.inputs, noisy, attrs, k))
+            moments.update(attrs, k, rows=active)
+            if draw_moments is not None:
+                draw_moments.update(attrs, k, rows=active)
             if want_delta and delta is not None:
                 deltas.append(delta)
             progress.update(1)
 
         try:
             with torch.no_grad(), weights.session(model) as perturber, layer_ctx:
-                for _ in range(n_weight_samples):
+                for draw in range(n_draws):
                     perturber.perturb(gen)
+                    draw_moments = tracking.new_draw()
+                    n_active = batch if active is None else int(active.numel())
                     if include_clean:
                         if layer_noise is not None:
                             layer_noise.disarm()
-                        _run(1, self._prepare(inputs_t, 1, None, gen, kernel_obj))
-                    for k in sizes:
+                        _run(
+                            1,
+                            lambda x, _s: self._prepare(x, 1, None, gen, kernel_obj),
+                            draw_moments,
+                        )
+                    done = 0
+                    while done < input_max:
+                        k = min(chunk, input_max - done)
                         if layer_noise is not None:
-                            layer_noise.arm(batch, k)
-                        _run(k, self._prepare(inputs_t, k, sigmas or None, gen, kernel_obj))
+                            layer_noise.arm(n_active, k)
+                        _run(
+                            k,
+                            lambda x, sig, k=k: self._prepare(
+                                x, k, sig if noise_layer is None else None, gen, kernel_obj
+                            ),
+                            draw_moments,
+                        )
+                        done += k
+                        if stop.per_input_sample and done >= stop.min_samples:
+                            active = stop.still_active(
+                                active, tracking.relative_error(moments, None), batch
+                            )
+                            if active is not None and active.numel() == 0:
+                                break
+                            n_active = batch if active is None else int(active.numel())
+                    tracking.end_draw(draw_moments, active)
+                    if stop.per_weight_draw and draw + 1 >= stop.min_samples:
+                        active = stop.still_active(
+                            active, tracking.relative_error(moments, draw + 1), batch
+                        )
+                    if active is not None and active.numel() == 0:
+                        break
         finally:
             progress.close()
 
         attributions = moments.reduce(nt_type)
-        assert moments.count is not None and moments.n_dropped is not None
+        if moments.count is None or moments.n_dropped is None:
+            raise RuntimeError("the smoothing loop ran no sample")
+        error = tracking.error(moments, is_attrib_tuple) if tracking.wanted else None
         self.last_report = SamplingReport(
             n_samples=moments.count.clone(),
             n_dropped_nan=moments.n_dropped.clone(),
             chunk_size=chunk,
             n_inner_calls=n_calls,
             n_weight_samples=n_weight_samples,
+            error=error,
         )
         n_dropped = int(moments.n_dropped.sum())
         if n_dropped:
@@ -480,11 +725,13 @@ class SmoothTunnel(NoiseTunnel):
                 RuntimeWarning,
                 stacklevel=3,
             )
-        delta_out = torch.cat(deltas, dim=0) if want_delta and deltas else None
         formatted = _format_output(is_attrib_tuple, attributions)
+        result: Any = formatted
         if want_delta:
-            return formatted, delta_out
-        return formatted
+            result = (formatted, torch.cat(deltas, dim=0) if deltas else None)
+        if return_error:
+            return (*result, error) if want_delta else (result, error)
+        return result
 
     def _call_inner(
         self,

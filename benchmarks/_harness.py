@@ -1,0 +1,114 @@
+"""Shared measuring tools: interleaved timing, peak memory in a fresh process, tables.
+
+Absolute times drift between machines and runs, so every claim is a ratio of two things
+measured side by side, in the same process, interleaved (A B A B ...), median of the repeats.
+Peak memory is measured in a fresh subprocess per configuration: the peak resident set size
+(VmHWM) after resetting it once the model is built, so it counts what the call itself adds.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+__all__ = ["environment", "markdown_table", "peak_memory_mb", "time_interleaved"]
+
+
+def time_interleaved(
+    candidates: dict[str, Callable[[], Any]], repeats: int = 3, warmup: int = 1
+) -> dict[str, float]:
+    """Median wall time (s) of each candidate, run interleaved ``repeats`` times."""
+    for _ in range(warmup):
+        for fn in candidates.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, fn in candidates.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def _rss_kb(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _child(spec: str, kwargs_json: str) -> None:
+    module_name, func_name = spec.split(":")
+    setup = getattr(importlib.import_module(module_name), func_name)
+    run = setup(**json.loads(kwargs_json))  # builds the model, returns the call to measure
+    run()  # warm up lazily allocated pools once
+    base = _rss_kb("VmRSS")
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # reset the peak RSS to the current RSS
+    run()
+    peak = _rss_kb("VmHWM")
+    print(json.dumps({"base_mb": base / 1024, "peak_mb": peak / 1024}))
+
+
+def peak_memory_mb(spec: str, **kwargs: Any) -> float:
+    """Extra peak RSS (MiB) of one call, measured in a fresh process.
+
+    Args:
+        spec: ``"module:function"``; the function takes ``kwargs`` and returns a no-argument
+            callable (the call to measure).
+        **kwargs: JSON-serialisable arguments for the function.
+
+    Returns:
+        Peak RSS during the call minus RSS before it, in MiB.
+    """
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks._harness", spec, json.dumps(kwargs)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return float(result["peak_mb"] - result["base_mb"])
+
+
+def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
+    """A GitHub markdown table."""
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def environment() -> dict[str, str]:
+    """Versions and thread counts, recorded beside every result."""
+    import captum
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "captum": captum.__version__,
+        "threads": str(torch.get_num_threads()),
+        "cpu": platform.processor() or platform.machine(),
+        "cores": str(os.cpu_count()),
+    }
+
+
+if __name__ == "__main__":
+    _child(sys.argv[1], sys.argv[2])

@@ -1,0 +1,175 @@
+"""SmoothTunnel vs Captum's NoiseTunnel: speed and peak memory, side by side in one run.
+
+Run: ``python -m benchmarks.bench_tunnel`` (``--quick`` for a smaller check).
+
+Targets (issue "Foundation"): SmoothTunnel / NoiseTunnel at the same settings <= 1.05;
+``nt_samples_batch_size="auto"`` vs Captum's default at 50 samples >= 1.3x faster;
+AdaptGrad / SmoothGrad <= 1.05; peak memory at 200 vs 10 samples with "auto" <= 1.5x.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import torch
+from captum.attr import NoiseTunnel, Saliency
+
+from benchmarks._harness import environment, markdown_table, peak_memory_mb, time_interleaved
+from captum_smooth import AdaptGrad, SmoothGrad, SmoothTunnel
+
+
+def _model_and_image(size: int = 224) -> tuple[torch.nn.Module, torch.Tensor]:
+    from captum_smooth.models.resnet import resnet18_like
+
+    model = resnet18_like(seed=0)
+    image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    return model, image
+
+
+def memory_setup(kind: str, nt_samples: int, size: int = 224) -> Any:
+    """For the peak-memory subprocess: build the model, return the call to measure."""
+    torch.manual_seed(0)
+    model, image = _model_and_image(size)
+    if kind == "captum":
+        tunnel = NoiseTunnel(Saliency(model))
+        return lambda: tunnel.attribute(image, nt_samples=nt_samples, stdevs=0.1, target=0)
+    ours = SmoothTunnel(Saliency(model))
+    return lambda: ours.attribute(
+        image,
+        nt_samples=nt_samples,
+        nt_samples_batch_size="auto",
+        stdevs=0.1,
+        target=0,
+        generator=0,
+    )
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """Measure everything; return the figures and a markdown report."""
+    size = 112 if quick else 224
+    n = 10 if quick else 50
+    repeats = 2 if quick else 3
+    model, image = _model_and_image(size)
+    sal = Saliency(model)
+    captum_nt, ours = NoiseTunnel(sal), SmoothTunnel(sal)
+
+    same = time_interleaved(
+        {
+            "captum": lambda: captum_nt.attribute(
+                image, nt_samples=n, nt_samples_batch_size=10, stdevs=0.1, target=0
+            ),
+            "ours": lambda: ours.attribute(
+                image, nt_samples=n, nt_samples_batch_size=10, stdevs=0.1, target=0
+            ),
+        },
+        repeats=repeats,
+    )
+    auto = time_interleaved(
+        {
+            "captum_default": lambda: captum_nt.attribute(
+                image, nt_samples=n, stdevs=0.1, target=0
+            ),
+            "ours_auto": lambda: ours.attribute(
+                image, nt_samples=n, nt_samples_batch_size="auto", stdevs=0.1, target=0
+            ),
+        },
+        repeats=repeats,
+    )
+    presets = time_interleaved(
+        {
+            "smoothgrad": lambda: SmoothGrad(model).attribute(
+                image, target=0, nt_samples=n, bounds=(0.0, 1.0)
+            ),
+            "adaptgrad": lambda: AdaptGrad(model).attribute(
+                image, target=0, nt_samples=n, bounds=(0.0, 1.0)
+            ),
+        },
+        repeats=repeats,
+    )
+    big = 50 if quick else 200
+    mem = {
+        f"ours_auto_{s}": peak_memory_mb(
+            "benchmarks.bench_tunnel:memory_setup", kind="ours", nt_samples=s, size=size
+        )
+        for s in (10, big)
+    }
+    captum_big = 50 if quick else 100
+    mem.update(
+        {
+            f"captum_{s}": peak_memory_mb(
+                "benchmarks.bench_tunnel:memory_setup", kind="captum", nt_samples=s, size=size
+            )
+            for s in (10, captum_big)
+        }
+    )
+    figures = {
+        "smoothtunnel_over_noisetunnel": same["ours"] / same["captum"],
+        "captum_default_over_auto": auto["captum_default"] / auto["ours_auto"],
+        "adaptgrad_over_smoothgrad": presets["adaptgrad"] / presets["smoothgrad"],
+        "memory_auto_big_over_10": mem[f"ours_auto_{big}"] / max(mem["ours_auto_10"], 1.0),
+        "memory_captum_big_over_10": mem[f"captum_{captum_big}"] / max(mem["captum_10"], 1.0),
+    }
+    chunk = ours.last_report.chunk_size if ours.last_report else None
+    rows = [
+        [
+            "SmoothTunnel / NoiseTunnel, same settings (batch 10)",
+            f"{same['ours']:.2f} s",
+            f"{same['captum']:.2f} s",
+            figures["smoothtunnel_over_noisetunnel"],
+            "<= 1.05",
+        ],
+        [
+            f'Captum default / ours "auto" (chunk {chunk})',
+            f"{auto['ours_auto']:.2f} s",
+            f"{auto['captum_default']:.2f} s",
+            figures["captum_default_over_auto"],
+            ">= 1.3",
+        ],
+        [
+            "AdaptGrad (51 evals) / SmoothGrad (50)",
+            f"{presets['adaptgrad']:.2f} s",
+            f"{presets['smoothgrad']:.2f} s",
+            figures["adaptgrad_over_smoothgrad"],
+            "<= 1.05",
+        ],
+        [
+            f'peak memory, "auto", {big} vs 10 samples',
+            f"{mem[f'ours_auto_{big}']:.0f} MiB",
+            f"{mem['ours_auto_10']:.0f} MiB",
+            figures["memory_auto_big_over_10"],
+            "<= 1.5",
+        ],
+        [
+            f"peak memory, Captum default, {captum_big} vs 10 samples",
+            f"{mem[f'captum_{captum_big}']:.0f} MiB",
+            f"{mem['captum_10']:.0f} MiB",
+            figures["memory_captum_big_over_10"],
+            "(grows)",
+        ],
+    ]
+    report = (
+        f"ResNet-18-sized CNN (random weights), one {size}x{size} image, {n} samples, "
+        f"median of {repeats} interleaved repeats.\n\n"
+        + markdown_table(["comparison", "a", "b", "ratio a/b", "target"], rows)
+    )
+    return {
+        "figures": figures,
+        "times": {**same, **auto, **presets},
+        "memory_mb": mem,
+        "environment": environment(),
+        "markdown": report,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    result = run(quick=args.quick)
+    print(result["markdown"])
+    print(result["environment"])
+
+
+if __name__ == "__main__":
+    main()
