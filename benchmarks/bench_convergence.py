@@ -65,7 +65,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                 ),
             },
             repeats=repeats,
-            warmup=0,
+            warmup=1,
         )
         cost[nt_type] = times["tracked"] / times["plain"]
 
