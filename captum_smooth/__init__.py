@@ -11,7 +11,15 @@ The parts:
 """
 
 from .core import SamplingReport, SmoothTunnel, StreamingMoments
-from .methods import AdaptGrad, SmoothGrad
+from .methods import (
+    AdaptGrad,
+    AdaptiveNoising,
+    AdaptiveResult,
+    SmoothGrad,
+    SmoothTaylor,
+    TaylorTransform,
+    adaptive_smooth_taylor,
+)
 from .noise import (
     AdaptiveSigma,
     Kernel,
@@ -25,15 +33,20 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdaptGrad",
+    "AdaptiveNoising",
+    "AdaptiveResult",
     "AdaptiveSigma",
     "Kernel",
     "RangeShareSigma",
     "SamplingReport",
     "SigmaRule",
     "SmoothGrad",
+    "SmoothTaylor",
     "SmoothTunnel",
     "StreamingMoments",
+    "TaylorTransform",
     "__version__",
+    "adaptive_smooth_taylor",
     "get_kernel",
     "kernel_names",
 ]

@@ -2,6 +2,17 @@
 
 from ._preset import SmoothingPreset
 from .adaptgrad import AdaptGrad
+from .adaptive_noising import AdaptiveNoising, AdaptiveResult
 from .smoothgrad import SmoothGrad
+from .smoothtaylor import SmoothTaylor, TaylorTransform, adaptive_smooth_taylor
 
-__all__ = ["AdaptGrad", "SmoothGrad", "SmoothingPreset"]
+__all__ = [
+    "AdaptGrad",
+    "AdaptiveNoising",
+    "AdaptiveResult",
+    "SmoothGrad",
+    "SmoothTaylor",
+    "SmoothingPreset",
+    "TaylorTransform",
+    "adaptive_smooth_taylor",
+]

@@ -1,0 +1,508 @@
+"""Adaptive noising: a per-example search of the noise level that minimises an objective.
+
+The search is the one of the SmoothTaylor authors (Goh et al., ICPR 2020, "adaptive noising"):
+start at ``sigma_0`` (default: the mean absolute input value of the example), try
+``sigma + step``; if the objective does not improve, try ``|sigma - step|``; if neither improves,
+shrink the step (``step *= decay``) and count a failure; stop after ``patience`` consecutive
+failures or ``max_iter`` iterations, and keep the best noise level seen.
+
+It runs for a whole batch at once: each phase evaluates every still-searching example in one
+call of the smoothed method, with one sigma per example (a ``(B,)`` ``stdevs`` tensor). The
+evaluations use common random numbers: each example gets its own noise stream, restarted from
+the same seed at every evaluation, so that objective differences between two noise levels come
+from sigma and not from a new noise draw (the roots are ``x + sigma * t_k`` with the same
+``t_k`` at every sigma), and an example's draws do not depend on which other examples are still
+searching.
+
+The search itself (:meth:`AdaptiveNoising.search`) knows nothing about the method: it takes a
+function ``evaluate(rows, sigma) -> (maps, loss)``. :class:`~captum_smooth.methods.SmoothTaylor`
+plugs SmoothTaylor into it.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..metrics import aupc, deletion_auc, insertion_auc, total_variation
+from ..noise.kernels import Kernel
+
+__all__ = ["OBJECTIVES", "AdaptiveNoising", "AdaptiveResult", "Evaluation"]
+
+#: Built-in objectives and their direction: +1 is minimised, -1 maximised.
+OBJECTIVES: dict[str, int] = {
+    "total_variation": 1,
+    "aupc": -1,
+    "deletion_auc": 1,
+    "insertion_auc": -1,
+}
+
+#: ``objective(maps, inputs, target) -> (B,)`` values, minimised. ``maps`` and ``inputs`` come
+#: as the inputs were given (a tensor, or a tuple), restricted to the examples evaluated.
+ObjectiveFn = Callable[[Any, Any, Any], Tensor]
+ObjectiveSpec = Union[str, ObjectiveFn]
+
+#: ``loss(maps, rows) -> (len(rows),)``: the objective to minimise of the maps of ``rows``.
+LossFn = Callable[[tuple[Tensor, ...], Tensor], Tensor]
+
+#: ``evaluate(rows, sigma) -> (maps, loss)``: the maps (a tuple, one tensor per input, rows in
+#: the order of ``rows``) and the loss to minimise ``(len(rows),)`` of the examples ``rows`` at
+#: noise levels ``sigma`` ``(len(rows),)``.
+EvaluateFn = Callable[[Tensor, Tensor], tuple[tuple[Tensor, ...], Tensor]]
+
+_GOLDEN = 0x9E3779B97F4A7C15  # spreads per-example seeds over the 64-bit seed space
+_FILL_STREAM = 0x5DEECE66D  # a second, independent stream per example (AUPC perturbation)
+
+
+@dataclass
+class Evaluation:
+    """One batched evaluation of the search.
+
+    Attributes:
+        rows: Indices of the examples evaluated, ``(n,)``.
+        sigma: Their noise levels, ``(n,)``.
+        objective: The objective at those noise levels (in the metric's own direction; AUPC is
+            not negated), ``(n,)``.
+        accepted: Whether each became the example's new best, ``(n,)`` (all True for the start).
+    """
+
+    rows: Tensor
+    sigma: Tensor
+    objective: Tensor
+    accepted: Tensor
+
+
+@dataclass
+class AdaptiveResult:
+    """What adaptive noising chose, per example.
+
+    Attributes:
+        attributions: The attributions at the chosen noise level (a tensor or a tuple, as the
+            inputs).
+        sigma: The chosen noise level per example, ``(B,)``.
+        objective: The objective at ``sigma`` (metric's own direction), ``(B,)``.
+        sigma0: The starting noise level per example, ``(B,)``.
+        start_objective: The objective at ``sigma0``, ``(B,)``.
+        n_evaluations: Evaluations of the smoothed method per example (start included),
+            ``(B,)``: the cost in units of one call at a fixed sigma.
+        n_iterations: Iterations run (the longest-searching example's).
+        n_calls: Batched calls of the smoothed method.
+        history: Every batched evaluation, in order.
+    """
+
+    attributions: Any
+    sigma: Tensor
+    objective: Tensor
+    sigma0: Tensor
+    start_objective: Tensor
+    n_evaluations: Tensor
+    n_iterations: int
+    n_calls: int
+    history: list[Evaluation] = field(default_factory=list)
+
+    @property
+    def relative_cost(self) -> float:
+        """Mean evaluations per example: the cost as a multiple of one fixed-sigma call."""
+        return float(self.n_evaluations.float().mean())
+
+
+def _check_float(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a float, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"`{name}` must be finite, got {value!r}")
+    return value
+
+
+def _check_int(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"`{name}` must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}, got {value}")
+    return value
+
+
+@dataclass
+class AdaptiveNoising:
+    r"""The configuration of adaptive noising (the SmoothTaylor authors' schedule by default).
+
+    Per example, starting from ``sigma_0``, each iteration tries ``sigma + step``, then (if the
+    objective did not improve) ``|sigma - step|``; a candidate is accepted when it is strictly
+    better than the best so far. When neither is, ``step *= decay`` and a failure is counted.
+    The search stops after ``patience`` consecutive failures, ``max_iter`` iterations or
+    ``max_evaluations`` evaluations (the start included), and returns the best level seen, so
+    the result is never worse than ``sigma_0`` under the objective. A candidate of exactly 0 is
+    not evaluated (a zero-noise SmoothTaylor map is all zeros) and counts as no improvement.
+
+    Evaluations use common random numbers (see :mod:`captum_smooth.methods.adaptive_noising`).
+
+    Reference: Goh, Lapuschkin, Weber, Samek, Binder, "Understanding Integrated Gradients with
+    SmoothTaylor for Deep Neural Network Attribution", ICPR 2020 (adaptive noising).
+
+    Args:
+        objective: What to minimise: ``"total_variation"`` (multi-scale TV of the map, lower is
+            smoother; :func:`captum_smooth.metrics.total_variation`), ``"aupc"`` (region
+            perturbation AUPC, maximised; :func:`captum_smooth.metrics.aupc`),
+            ``"deletion_auc"`` (minimised) or ``"insertion_auc"`` (maximised), or a callable
+            ``objective(maps, inputs, target) -> (B,)`` values to minimise (return the negative
+            to maximise). Built-in objectives need one image input ``(B, C, H, W)``. Default:
+            ``"total_variation"``.
+        objective_kwargs: Keyword arguments of the metric (e.g. ``{"n_scales": 3}`` or
+            ``{"window": 4}``). For ``aupc`` without a ``baseline``, the uniform perturbation is
+            drawn once per example from the search's seed (within ``value_range`` if given) and
+            reused at every evaluation. Default: none.
+        sigma0: The starting noise level: None (the example's mean ``|x|`` over all elements of
+            all inputs, the authors' choice), a float, or a tensor ``(B,)``. An example whose
+            start is 0 (a blank input) starts at ``step``. Default: None.
+        step: The first step, > 0. Default: 0.1.
+        decay: Step factor after a failed iteration, in (0, 1). Default: 0.9.
+        patience: Consecutive failed iterations before an example stops, >= 1. Default: 3.
+        max_iter: Iterations at most (each one evaluates up to two candidates), >= 0.
+            Default: 20.
+        max_evaluations: Evaluations per example at most, the start included, >= 1, or None
+            (up to ``1 + 2 * max_iter``). Default: None.
+
+    Examples::
+
+        >>> noising = AdaptiveNoising("total_variation", objective_kwargs={"n_scales": 3})
+        >>> st = SmoothTaylor(model)
+        >>> attr = st.attribute(images, target=3, nt_samples=50, adaptive=noising, generator=0)
+        >>> st.last_sigma  # the noise level chosen per example
+    """
+
+    objective: ObjectiveSpec = "total_variation"
+    objective_kwargs: Mapping[str, Any] | None = None
+    sigma0: float | Tensor | None = None
+    step: float = 0.1
+    decay: float = 0.9
+    patience: int = 3
+    max_iter: int = 20
+    max_evaluations: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.objective, str):
+            if self.objective not in OBJECTIVES:
+                raise ValueError(
+                    f"Unknown `objective` {self.objective!r}; use one of {list(OBJECTIVES)} or "
+                    "a callable (maps, inputs, target) -> (B,) values to minimise"
+                )
+        elif not callable(self.objective):
+            raise TypeError(
+                f"`objective` must be a name or a callable, got {type(self.objective).__name__}"
+            )
+        if self.objective_kwargs is not None and not isinstance(self.objective_kwargs, Mapping):
+            raise TypeError(
+                f"`objective_kwargs` must be a mapping, got {type(self.objective_kwargs).__name__}"
+            )
+        if self.objective_kwargs and "generator" in self.objective_kwargs:
+            raise ValueError(
+                "`objective_kwargs` must not hold `generator`: the search draws the metric's "
+                "randomness from its own seed (common random numbers)"
+            )
+        self.step = _check_float(self.step, "step")
+        if self.step <= 0:
+            raise ValueError(f"`step` must be > 0, got {self.step}")
+        self.decay = _check_float(self.decay, "decay")
+        if not 0.0 < self.decay < 1.0:
+            raise ValueError(f"`decay` must be in (0, 1), got {self.decay}")
+        self.patience = _check_int(self.patience, "patience", 1)
+        self.max_iter = _check_int(self.max_iter, "max_iter", 0)
+        if self.max_evaluations is not None:
+            self.max_evaluations = _check_int(self.max_evaluations, "max_evaluations", 1)
+        if self.sigma0 is not None:
+            if isinstance(self.sigma0, Tensor):
+                s = self.sigma0
+                if s.dim() > 1 or not bool(torch.isfinite(s).all()) or bool((s < 0).any()):
+                    raise ValueError("`sigma0` as a tensor must be (B,) or a scalar, finite, >= 0")
+            else:
+                value = _check_float(self.sigma0, "sigma0")
+                if value < 0:
+                    raise ValueError(f"`sigma0` must be >= 0, got {value}")
+                self.sigma0 = value
+
+    @property
+    def direction(self) -> int:
+        """+1 when the objective is minimised, -1 when maximised (AUPC, insertion)."""
+        return OBJECTIVES[self.objective] if isinstance(self.objective, str) else 1
+
+    def loss_fn(
+        self,
+        model: Callable[..., Tensor],
+        inputs: tuple[Tensor, ...],
+        is_tuple: bool,
+        target: Any,
+        seed: int,
+    ) -> LossFn:
+        """The loss (objective times its direction) of maps of a subset of the examples.
+
+        Args:
+            model: The forward function (for the perturbation objectives).
+            inputs: The clean inputs of the full batch, as a tuple.
+            is_tuple: Whether the user gave a tuple (how a callable objective sees them).
+            target: The target of the full batch, as given to the attribution method.
+            seed: The search's seed (the AUPC perturbation is drawn from it).
+
+        Returns:
+            ``loss(maps, rows) -> (len(rows),)`` to minimise.
+        """
+        batch = inputs[0].shape[0]
+        kwargs = dict(self.objective_kwargs or {})
+        direction = float(self.direction)
+        user = self.objective
+        if callable(user):
+
+            def _user(maps: tuple[Tensor, ...], rows: Tensor) -> Tensor:
+                sub = tuple(x[rows.to(x.device)] for x in inputs)
+                value = user(
+                    maps if is_tuple else maps[0],
+                    sub if is_tuple else sub[0],
+                    _select_rows(target, rows, batch),
+                )
+                return _check_loss(value, rows.numel())
+
+            return _user
+        if len(inputs) != 1 or inputs[0].dim() != 4:
+            raise ValueError(
+                f"`objective` {user!r} needs one image input (B, C, H, W), got shapes "
+                f"{[tuple(x.shape) for x in inputs]}; pass a callable objective instead"
+            )
+        clean = inputs[0].detach()
+        if user == "total_variation":
+            return lambda maps, rows: direction * total_variation(maps[0], **kwargs)
+        metric = {"aupc": aupc, "deletion_auc": deletion_auc, "insertion_auc": insertion_auc}[user]
+        fill: Tensor | None = None
+        if user == "aupc" and kwargs.get("baseline") is None:
+            kwargs.pop("baseline", None)
+            fill = _uniform_fill(clean, kwargs.pop("value_range", None), seed)
+
+        def _perturbation(maps: tuple[Tensor, ...], rows: Tensor) -> Tensor:
+            extra = dict(kwargs)
+            if fill is not None:
+                extra["baseline"] = fill[rows.to(fill.device)]
+            sub_target = _select_rows(target, rows, batch)
+            value = metric(model, clean[rows.to(clean.device)], maps[0], sub_target, **extra)
+            return direction * value
+
+        return _perturbation
+
+    def start(self, inputs: tuple[Tensor, ...]) -> Tensor:
+        """The starting noise level per example ``(B,)`` for clean ``inputs`` (a tuple)."""
+        batch = inputs[0].shape[0]
+        device = inputs[0].device
+        if self.sigma0 is None:
+            total = sum(x.detach().abs().reshape(batch, -1).double().sum(1) for x in inputs)
+            count = sum(max(1, math.prod(x.shape[1:])) for x in inputs)
+            sigma = (total / count).float()
+        elif isinstance(self.sigma0, Tensor):
+            sigma = self.sigma0.detach().float().to(device).reshape(-1)
+            if sigma.numel() == 1:
+                sigma = sigma.expand(batch).clone()
+            elif sigma.numel() != batch:
+                raise ValueError(
+                    f"`sigma0` has {sigma.numel()} values for a batch of {batch} examples"
+                )
+        else:
+            sigma = torch.full((batch,), float(self.sigma0), device=device)
+        return torch.where(sigma > 0, sigma, torch.full_like(sigma, self.step))
+
+    def search(
+        self, evaluate: EvaluateFn, sigma0: Tensor, *, show_progress: bool = False
+    ) -> tuple[tuple[Tensor, ...], AdaptiveResult]:
+        """Run the search for every example at once.
+
+        Args:
+            evaluate: ``evaluate(rows, sigma) -> (maps, loss)`` for the examples ``rows`` at
+                noise levels ``sigma`` (``loss`` is minimised; the objective's direction is
+                already applied).
+            sigma0: The starting level per example, ``(B,)``, > 0.
+            show_progress: Show a progress bar over the iterations.
+
+        Returns:
+            ``(maps, result)``: the best maps as a tuple of full-batch tensors, and the
+            :class:`AdaptiveResult` (whose ``attributions`` is left for the caller to format).
+        """
+        batch = sigma0.shape[0]
+        device = sigma0.device
+        direction = float(self.direction)
+        budget = self.max_evaluations if self.max_evaluations is not None else math.inf
+        all_rows = torch.arange(batch, device=device)
+        maps, loss = evaluate(all_rows, sigma0)
+        best_maps = [m.detach().clone() for m in maps]
+        best = loss.detach().to(device, torch.float64).clone()
+        sigma = sigma0.clone()
+        step = torch.full((batch,), self.step, dtype=sigma.dtype, device=device)
+        failures = torch.zeros(batch, dtype=torch.long, device=device)
+        n_evals = torch.ones(batch, dtype=torch.long, device=device)
+        history = [Evaluation(all_rows, sigma0.clone(), direction * best, _all_true(batch, device))]
+        n_calls = 1
+        n_iterations = 0
+
+        def _try(rows: Tensor, candidate: Tensor) -> Tensor:
+            """Evaluate ``candidate`` for ``rows``; accept improvements; return them (bool)."""
+            nonlocal n_calls
+            cand_maps, cand_loss = evaluate(rows, candidate)
+            cand_loss = cand_loss.detach().to(device, torch.float64)
+            n_calls += 1
+            n_evals[rows] += 1
+            old = best[rows]
+            better = (cand_loss < old) | (torch.isnan(old) & ~torch.isnan(cand_loss))
+            history.append(Evaluation(rows, candidate.clone(), direction * cand_loss, better))
+            won = rows[better]
+            if won.numel():
+                best[won] = cand_loss[better]
+                sigma[won] = candidate[better]
+                for target_map, cand in zip(best_maps, cand_maps):
+                    target_map[won] = cand[better].to(target_map.dtype)
+            return better
+
+        done = n_evals >= budget
+        progress = tqdm(total=self.max_iter, disable=not show_progress, desc="Adaptive noising")
+        try:
+            for _ in range(self.max_iter):
+                rows = all_rows[~done]
+                if rows.numel() == 0:
+                    break
+                n_iterations += 1
+                improved = torch.zeros(rows.numel(), dtype=torch.bool, device=device)
+                improved |= _try(rows, sigma[rows] + step[rows])
+                # Down: where up did not improve, budget remains and |sigma - step| is new.
+                down = (sigma[rows] - step[rows]).abs()
+                wanted = ~improved & (n_evals[rows] < budget) & (down > 0) & (down != sigma[rows])
+                if bool(wanted.any()):
+                    improved[wanted] |= _try(rows[wanted], down[wanted])
+                failed = rows[~improved]
+                step[failed] *= self.decay
+                failures[failed] += 1
+                failures[rows[improved]] = 0
+                done |= (failures >= self.patience) | (n_evals >= budget)
+                progress.update(1)
+                progress.set_postfix(searching=int((~done).sum()))
+        finally:
+            progress.close()
+        start_objective = history[0].objective
+        result = AdaptiveResult(
+            attributions=None,
+            sigma=sigma,
+            objective=direction * best,
+            sigma0=sigma0.clone(),
+            start_objective=start_objective,
+            n_evaluations=n_evals,
+            n_iterations=n_iterations,
+            n_calls=n_calls,
+            history=history,
+        )
+        return tuple(best_maps), result
+
+
+def _check_loss(value: Any, n: int) -> Tensor:
+    if not isinstance(value, Tensor):
+        raise TypeError(f"`objective` must return a tensor, got {type(value).__name__}")
+    if value.shape != (n,):
+        raise ValueError(
+            f"`objective` must return one value per example, shape ({n},), got {tuple(value.shape)}"
+        )
+    return value.detach()
+
+
+def _uniform_fill(clean: Tensor, value_range: Any, seed: int) -> Tensor:
+    """One uniform perturbation per example (in its own ``[min, max]`` or ``value_range``)."""
+    batch = clean.shape[0]
+    seeds = example_seeds(seed, batch, stream=_FILL_STREAM)
+    u = torch.stack(
+        [torch.rand(clean.shape[1:], generator=_generator(s, torch.device("cpu"))) for s in seeds]
+    ).to(device=clean.device, dtype=clean.dtype)
+    shape = (batch,) + (1,) * (clean.dim() - 1)
+    if value_range is None:
+        flat = clean.reshape(batch, -1)
+        lo, hi = flat.min(1).values.reshape(shape), flat.max(1).values.reshape(shape)
+    else:
+        if len(value_range) != 2 or not value_range[0] <= value_range[1]:
+            raise ValueError(f"`value_range` must be a pair (low, high), got {value_range!r}")
+        lo, hi = float(value_range[0]), float(value_range[1])
+    return lo + (hi - lo) * u
+
+
+def _select_rows(value: Any, rows: Tensor, batch: int) -> Any:
+    """The rows of a per-example argument (tensor or list of ``batch``); others as they are."""
+    if batch <= 1:
+        return value
+    if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == batch:
+        return value[rows.to(value.device)]
+    if isinstance(value, list) and len(value) == batch:
+        return [value[i] for i in rows.tolist()]
+    if isinstance(value, tuple):
+        return tuple(_select_rows(v, rows, batch) for v in value)
+    return value
+
+
+def _all_true(n: int, device: torch.device) -> Tensor:
+    return torch.ones(n, dtype=torch.bool, device=device)
+
+
+def example_seeds(seed: int, batch: int, stream: int = 0) -> list[int]:
+    """One 64-bit seed per example, from a base ``seed`` (and a stream number)."""
+    return [(seed + stream + (r + 1) * _GOLDEN) % (1 << 64) for r in range(batch)]
+
+
+def _generator(seed: int, device: torch.device) -> torch.Generator:
+    gen_device = device if device.type in ("cpu", "cuda") else torch.device("cpu")
+    return torch.Generator(device=gen_device).manual_seed(seed)
+
+
+class CommonRandomNumbers(Kernel):
+    """A kernel whose draws for each example restart from that example's own seed.
+
+    Before each evaluation, :meth:`restart` names the examples evaluated (rows of the full
+    batch); every :meth:`sample` call of the loop then draws each example's ``k`` copies from
+    that example's generator, in order. With the same chunk sizes in every evaluation, example
+    ``r`` gets the same standardised noise ``t_k`` at every noise level, whichever other
+    examples are evaluated with it.
+
+    Args:
+        base: The kernel whose draws are reused.
+        seeds: One seed per example of the full batch.
+    """
+
+    def __init__(self, base: Kernel, seeds: Sequence[int]) -> None:
+        self.base = base
+        self.name = getattr(base, "name", "kernel")
+        self.support = base.support
+        self._seeds = list(seeds)
+        self._generators: list[torch.Generator] = []
+
+    def restart(self, rows: Sequence[int], device: torch.device) -> None:
+        """Restart the streams of the examples ``rows`` (in the order they are evaluated)."""
+        self._generators = [_generator(self._seeds[r], device) for r in rows]
+
+    def sample(
+        self,
+        shape: Sequence[int],
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Tensor:
+        size = tuple(shape)
+        b = len(self._generators)
+        if b == 0 or size[0] % b:
+            raise RuntimeError(
+                f"common random numbers: a draw of {size[0]} rows for {b} examples; call "
+                "restart() with the rows evaluated first"
+            )
+        k = size[0] // b
+        parts = [
+            self.base.sample((k, *size[1:]), generator=g, device=g.device, dtype=dtype)
+            for g in self._generators
+        ]
+        return torch.cat(parts).to(device)
+
+    def __repr__(self) -> str:
+        return f"CommonRandomNumbers({self.base!r})"
