@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+INSIGHTS_VENV ?= .venv-insights
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup demo test test-fast lint bench clean insights-env test-insights
 
 setup: $(STAMP)
 
@@ -22,6 +23,15 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(MAKE) test-insights
+
+# Captum Insights exists only in captum <= 0.8 (numpy < 2): its own pinned environment, plus
+# Debian's Chromium for the browser test (ci/insights-env.sh installs both).
+insights-env:
+	PYTHON=$(PYTHON) bash ci/insights-env.sh $(INSIGHTS_VENV)
+
+test-insights: insights-env
+	$(INSIGHTS_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/insights
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
@@ -34,4 +44,4 @@ bench: setup
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) out .pytest_cache
+	rm -rf $(VENV) $(INSIGHTS_VENV) out .pytest_cache

@@ -1,0 +1,310 @@
+"""Captum Insights with the smoothing methods of this package (captum <= 0.8 only).
+
+Captum Insights (``captum.insights``, shipped up to captum 0.8.0, retired in 0.9) offers the
+attribution methods listed in two module-level dicts of ``captum.insights.attr_vis.config``:
+``ATTRIBUTION_NAMES_TO_METHODS`` (``get_name()`` -> class) and ``ATTRIBUTION_METHOD_CONFIG``
+(name -> the argument fields of the web page). There is no registration API, so
+:func:`register` adds our methods to those dicts in place (rebinding them would not be seen by
+Insights' modules, which imported the objects).
+
+The web page parses number fields with ``parseInt``: a float typed there becomes an int. Float
+arguments (noise levels, confidence, sigmas) are therefore offered as choice fields of strings
+turned into floats by a ``post_process`` function; counts are number fields.
+
+Examples::
+
+    >>> from captum_smooth import insights
+    >>> insights.register()  # doctest: +SKIP
+    ['SmoothGrad', 'AdaptGrad', 'NoiseGrad', 'FusionGrad', 'SmoothTaylor']
+    >>> insights.serve(model, images, port=8080, blocking=True)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "INSIGHTS_METHODS",
+    "build_visualizer",
+    "insights_available",
+    "register",
+    "serve",
+    "unregister",
+]
+
+#: The methods offered to Insights: class location and its argument fields
+#: ``{argument: ("number", default, (lo, hi)) | ("float", default, choices) | ("kernel",)}``.
+INSIGHTS_METHODS: dict[str, tuple[str, str, dict[str, tuple[Any, ...]]]] = {
+    "smoothgrad": (
+        "captum_smooth.methods.smoothgrad",
+        "SmoothGrad",
+        {
+            "nt_samples": ("number", 10, (1, 500)),
+            "noise_level": ("float", "0.15", ("0.05", "0.1", "0.15", "0.2", "0.3")),
+            "kernel": ("kernel",),
+        },
+    ),
+    "adaptgrad": (
+        "captum_smooth.methods.adaptgrad",
+        "AdaptGrad",
+        {
+            "nt_samples": ("number", 10, (1, 500)),
+            "confidence": ("float", "0.95", ("0.8", "0.9", "0.95", "0.99", "0.999")),
+            "kernel": ("kernel",),
+        },
+    ),
+    "noisegrad": (
+        "captum_smooth.methods.noisegrad",
+        "NoiseGrad",
+        {
+            "n_weight_samples": ("number", 5, (1, 200)),
+            "weight_stdev": ("float", "0.2", ("0.05", "0.1", "0.2", "0.3", "0.5")),
+        },
+    ),
+    "fusiongrad": (
+        "captum_smooth.methods.noisegrad",
+        "FusionGrad",
+        {
+            "n_weight_samples": ("number", 3, (1, 100)),
+            "nt_samples": ("number", 3, (1, 100)),
+            "weight_stdev": ("float", "0.2", ("0.05", "0.1", "0.2", "0.3", "0.5")),
+            "stdevs": ("float", "0.2", ("0.05", "0.1", "0.2", "0.4", "0.8")),
+            "kernel": ("kernel",),
+        },
+    ),
+    "smoothtaylor": (
+        "captum_smooth.methods.smoothtaylor",
+        "SmoothTaylor",
+        {
+            "nt_samples": ("number", 20, (1, 500)),
+            "stdevs": ("float", "0.25", ("0.05", "0.1", "0.25", "0.5", "1.0")),
+        },
+    ),
+}
+
+
+def insights_available() -> bool:
+    """Whether ``captum.insights`` (captum <= 0.8, with flask and flask-compress) imports.
+
+    Returns:
+        True when Insights can be used here.
+    """
+    try:
+        importlib.import_module("captum.insights.attr_vis.config")
+        importlib.import_module("captum.insights")
+    except Exception:
+        return False
+    return True
+
+
+def _config_module() -> Any:
+    try:
+        importlib.import_module("captum.insights")
+        return importlib.import_module("captum.insights.attr_vis.config")
+    except ImportError as exc:
+        import captum
+
+        raise ImportError(
+            f"Captum Insights is not available with captum {captum.__version__} ({exc}); it "
+            "needs captum <= 0.8 with flask and flask-compress (make insights-env)"
+        ) from exc
+
+
+def _to_float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number, got {value!r}") from None
+
+
+def _method_class(key: str) -> type | None:
+    module_name, class_name, _ = INSIGHTS_METHODS[key]
+    try:
+        return getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError):
+        return None
+
+
+def _parameters(cls: type, fields: dict[str, tuple[Any, ...]], config: Any) -> Any:
+    from .noise import kernel_names
+
+    accepted = inspect.signature(cls.attribute).parameters
+    params: dict[str, Any] = {}
+    post: dict[str, Callable[[Any], Any]] = {}
+    for argument, spec in fields.items():
+        if argument not in accepted:
+            continue
+        if spec[0] == "number":
+            params[argument] = config.NumberConfig(value=spec[1], limit=spec[2])
+            post[argument] = int
+        elif spec[0] == "float":
+            params[argument] = config.StrEnumConfig(value=spec[1], limit=list(spec[2]))
+            post[argument] = _to_float
+        else:
+            params[argument] = config.StrEnumConfig(value="gaussian", limit=kernel_names())
+            post[argument] = str
+    return config.ConfigParameters(params=params, post_process=post)
+
+
+def register(methods: Sequence[str] | None = None) -> list[str]:
+    """Offer our methods in Captum Insights (idempotent).
+
+    Adds each method to ``ATTRIBUTION_NAMES_TO_METHODS`` under its ``get_name()`` and its
+    argument fields to ``ATTRIBUTION_METHOD_CONFIG``, both mutated in place. Methods whose
+    module is missing here are left out.
+
+    Args:
+        methods: Keys of :data:`INSIGHTS_METHODS` (default: all of them).
+
+    Returns:
+        The names registered, as Insights shows them.
+
+    Raises:
+        ImportError: If ``captum.insights`` is not available (captum 0.9 has none).
+        ValueError: For an unknown method key.
+
+    Examples::
+
+        >>> register(["smoothgrad"])  # doctest: +SKIP
+        ['SmoothGrad']
+    """
+    config = _config_module()
+    keys = list(INSIGHTS_METHODS) if methods is None else list(methods)
+    unknown = [k for k in keys if k not in INSIGHTS_METHODS]
+    if unknown:
+        raise ValueError(
+            f"unknown Insights method(s) {unknown}; known: {', '.join(INSIGHTS_METHODS)}"
+        )
+    names = []
+    for key in keys:
+        cls = _method_class(key)
+        if cls is None:
+            continue
+        name = cls.get_name()
+        config.ATTRIBUTION_NAMES_TO_METHODS[name] = cls
+        config.ATTRIBUTION_METHOD_CONFIG[name] = _parameters(cls, INSIGHTS_METHODS[key][2], config)
+        names.append(name)
+    return names
+
+
+def unregister(methods: Sequence[str] | None = None) -> list[str]:
+    """Remove what :func:`register` added (in place).
+
+    Args:
+        methods: Keys of :data:`INSIGHTS_METHODS` (default: all of them).
+
+    Returns:
+        The names removed.
+
+    Raises:
+        ImportError: If ``captum.insights`` is not available.
+    """
+    config = _config_module()
+    removed = []
+    for key in INSIGHTS_METHODS if methods is None else methods:
+        cls = _method_class(key)
+        if cls is None:
+            continue
+        name = cls.get_name()
+        if config.ATTRIBUTION_NAMES_TO_METHODS.get(name) is cls:
+            del config.ATTRIBUTION_NAMES_TO_METHODS[name]
+            config.ATTRIBUTION_METHOD_CONFIG.pop(name, None)
+            removed.append(name)
+    return removed
+
+
+def build_visualizer(
+    model: nn.Module,
+    images: Tensor,
+    classes: Sequence[str] | None = None,
+    labels: Tensor | None = None,
+) -> Any:
+    """An ``AttributionVisualizer`` over ``images`` with our methods registered.
+
+    Args:
+        model: A classifier taking ``images`` (``(N, C, H, W)`` in ``[0, 1]``).
+        images: The images to explain, one Insights example each.
+        classes: Output names (default: the model's ``classes`` attribute, else ImageNet names
+            for 1000 outputs, else ``class i``).
+        labels: The "true" label of each image (default: the model's prediction, as the
+            bundled photos have no ImageNet label).
+
+    Returns:
+        A ``captum.insights.AttributionVisualizer`` (call ``serve()`` on it).
+
+    Raises:
+        ImportError: If ``captum.insights`` is not available.
+        ValueError: If ``images`` is not a batch ``(N, C, H, W)`` or labels do not match it.
+    """
+    _config_module()
+    from captum.insights import AttributionVisualizer, Batch
+    from captum.insights.attr_vis.features import ImageFeature
+
+    if not isinstance(images, Tensor) or images.dim() != 4:
+        raise ValueError("images must be a (N, C, H, W) tensor")
+    register()
+    model = model.eval()
+    with torch.no_grad():
+        logits = model(images)
+    n_outputs = logits.shape[-1]
+    if classes is None:
+        classes = getattr(model, "classes", None)
+    if classes is None or len(classes) != n_outputs:
+        if n_outputs == 1000:
+            from .models import imagenet_classes
+
+            classes = imagenet_classes()
+        else:
+            classes = [f"class {i}" for i in range(n_outputs)]
+    if labels is None:
+        labels = logits.argmax(dim=-1)
+    labels = torch.as_tensor(labels).reshape(-1)
+    if len(labels) != len(images):
+        raise ValueError(f"labels has {len(labels)} entries for {len(images)} images")
+    dataset = [
+        Batch(inputs=images[i : i + 1], labels=labels[i : i + 1]) for i in range(len(images))
+    ]
+    return AttributionVisualizer(
+        models=[model],
+        classes=list(classes),
+        features=[ImageFeature("Photo", baseline_transforms=[], input_transforms=[])],
+        dataset=dataset,
+        score_func=lambda out: torch.softmax(out, dim=-1),
+    )
+
+
+def serve(
+    model: nn.Module,
+    images: Tensor,
+    classes: Sequence[str] | None = None,
+    port: int | None = None,
+    blocking: bool = False,
+    bind_all: bool = False,
+) -> int:
+    """Serve Captum Insights on ``images`` with our methods (Flask, localhost).
+
+    Insights runs its server in a non-daemon thread: a process that calls this with
+    ``blocking=False`` does not exit until the server does (tests run it in a subprocess).
+
+    Args:
+        model: The classifier.
+        images: ``(N, C, H, W)`` images in ``[0, 1]``.
+        classes: Output names (see :func:`build_visualizer`).
+        port: The port (default: a free one).
+        blocking: Wait for the server thread.
+        bind_all: Listen on all interfaces instead of localhost only.
+
+    Returns:
+        The port.
+
+    Raises:
+        ImportError: If ``captum.insights`` is not available.
+    """
+    visualizer = build_visualizer(model, images, classes)
+    return visualizer.serve(blocking=blocking, port=port, bind_all=bind_all)
