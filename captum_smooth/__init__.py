@@ -11,6 +11,7 @@ The parts:
 """
 
 from .core import SamplingReport, SmoothTunnel, StreamingMoments
+from .dataset import AttributionStore, StoreError, explain_dataset
 from .methods import (
     AdaptGrad,
     AdaptiveNoising,
@@ -36,6 +37,7 @@ __all__ = [
     "AdaptiveNoising",
     "AdaptiveResult",
     "AdaptiveSigma",
+    "AttributionStore",
     "Kernel",
     "RangeShareSigma",
     "SamplingReport",
@@ -43,10 +45,12 @@ __all__ = [
     "SmoothGrad",
     "SmoothTaylor",
     "SmoothTunnel",
+    "StoreError",
     "StreamingMoments",
     "TaylorTransform",
     "__version__",
     "adaptive_smooth_taylor",
+    "explain_dataset",
     "get_kernel",
     "kernel_names",
 ]
