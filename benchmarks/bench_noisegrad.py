@@ -1,0 +1,189 @@
+"""NoiseGrad: in-place weight draws vs plain Saliency and vs a copy of the model per draw.
+
+Run: ``python -m benchmarks.bench_noisegrad`` (``--quick`` for a smaller check).
+
+Targets (issue "Weight-space smoothing"): NoiseGrad with M draws / M plain Saliency calls
+<= 1.3; NoiseGrad / copy-the-model-per-draw <= 1.0 (ours must not be slower); extra peak memory
+of NoiseGrad over the M Saliency calls at most one copy of the parameters (and buffers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from captum.attr import Saliency
+from torch import nn
+
+from benchmarks._harness import environment, markdown_table, peak_memory_mb, time_interleaved
+from captum_smooth.methods.noisegrad import NoiseGrad
+from captum_smooth.noise.weights import WeightNoise
+
+STDEV = 0.2
+
+
+def _model_and_image(size: int) -> tuple[nn.Module, torch.Tensor]:
+    from captum_smooth.models.resnet import resnet18_like
+
+    model = resnet18_like(seed=0).eval()
+    image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    return model, image
+
+
+def _saliency_calls(model: nn.Module, image: torch.Tensor, m: int) -> Callable[[], Any]:
+    sal = Saliency(model)
+
+    def run() -> torch.Tensor:
+        total = torch.zeros_like(image)
+        for _ in range(m):
+            total += sal.attribute(image.clone().requires_grad_(), target=0)
+        return total / m
+
+    return run
+
+
+def _noisegrad(model: nn.Module, image: torch.Tensor, m: int) -> Callable[[], Any]:
+    ng = NoiseGrad(model)
+    return lambda: ng.attribute(
+        image, target=0, n_weight_samples=m, weight_stdev=STDEV, generator=0
+    )
+
+
+def _copy_per_draw(model: nn.Module, image: torch.Tensor, m: int) -> Callable[[], Any]:
+    """The straightforward implementation: deep-copy the model, perturb the copy, explain."""
+
+    def run() -> torch.Tensor:
+        gen = torch.Generator().manual_seed(0)
+        total = torch.zeros_like(image)
+        for _ in range(m):
+            noisy = copy.deepcopy(model)
+            with torch.no_grad():
+                for p in noisy.parameters():
+                    p.mul_(torch.empty_like(p).normal_(1.0, STDEV, generator=gen))
+            total += Saliency(noisy).attribute(image.clone().requires_grad_(), target=0)
+        return total / m
+
+    return run
+
+
+_KINDS = {"saliency": _saliency_calls, "noisegrad": _noisegrad, "copy": _copy_per_draw}
+
+
+def memory_setup(kind: str, m: int, size: int) -> Callable[[], Any]:
+    """For the peak-memory subprocess: build the model, return the call to measure."""
+    torch.manual_seed(0)
+    model, image = _model_and_image(size)
+    return _KINDS[kind](model, image, m)
+
+
+def _draw_cost(model: nn.Module, repeats: int) -> tuple[float, float]:
+    """Seconds per perturb (normal draw + multiply) and per restore, on their own."""
+    gen = torch.Generator().manual_seed(0)
+    with WeightNoise(STDEV).session(model) as perturber:
+        perturber.perturb(gen)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            perturber.perturb(gen)
+        perturb = (time.perf_counter() - start) / repeats
+        start = time.perf_counter()
+        for _ in range(repeats):
+            perturber.restore()
+        restore = (time.perf_counter() - start) / repeats
+    return perturb, restore
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    """Measure everything; return the figures and a markdown report."""
+    size = 112 if quick else 224
+    m = 3 if quick else 10
+    repeats = 2 if quick else 3
+    model, image = _model_and_image(size)
+    n_params = sum(p.numel() for p in model.parameters())
+    param_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+    buffer_mb = sum(b.numel() * b.element_size() for b in model.buffers()) / 2**20
+
+    times = time_interleaved(
+        {kind: make(model, image, m) for kind, make in _KINDS.items()}, repeats=repeats
+    )
+    perturb_s, restore_s = _draw_cost(model, repeats=3)
+    mem = {
+        kind: peak_memory_mb("benchmarks.bench_noisegrad:memory_setup", kind=kind, m=m, size=size)
+        for kind in _KINDS
+    }
+    figures = {
+        "noisegrad_over_saliency": times["noisegrad"] / times["saliency"],
+        "noisegrad_over_copy": times["noisegrad"] / times["copy"],
+        "extra_memory_over_saliency_mb": mem["noisegrad"] - mem["saliency"],
+        "extra_memory_in_parameter_copies": (mem["noisegrad"] - mem["saliency"]) / param_mb,
+        "perturb_s": perturb_s,
+        "restore_s": restore_s,
+    }
+    rows = [
+        [
+            f"NoiseGrad M={m} / {m} Saliency calls",
+            f"{times['noisegrad']:.2f} s",
+            f"{times['saliency']:.2f} s",
+            figures["noisegrad_over_saliency"],
+            "<= 1.3",
+        ],
+        [
+            f"NoiseGrad M={m} / deepcopy + perturb per draw",
+            f"{times['noisegrad']:.2f} s",
+            f"{times['copy']:.2f} s",
+            figures["noisegrad_over_copy"],
+            "<= 1.0",
+        ],
+        [
+            "peak memory: NoiseGrad / Saliency calls (extra MiB)",
+            f"{mem['noisegrad']:.0f} MiB",
+            f"{mem['saliency']:.0f} MiB",
+            f"+{figures['extra_memory_over_saliency_mb']:.0f} MiB "
+            f"({figures['extra_memory_in_parameter_copies']:.2f} parameter copies)",
+            f"<= 1 copy ({param_mb:.0f} MiB params + {buffer_mb:.2f} MiB buffers)",
+        ],
+        [
+            "peak memory: copy per draw (extra MiB over Saliency)",
+            f"{mem['copy']:.0f} MiB",
+            f"{mem['saliency']:.0f} MiB",
+            f"+{mem['copy'] - mem['saliency']:.0f} MiB",
+            "(reference)",
+        ],
+        [
+            f"one weight draw ({n_params / 1e6:.1f} M normals + multiply) / one restore",
+            f"{perturb_s * 1e3:.0f} ms",
+            f"{restore_s * 1e3:.0f} ms",
+            perturb_s / max(restore_s, 1e-9),
+            "",
+        ],
+    ]
+    report = (
+        f"ResNet-18-sized CNN ({n_params / 1e6:.1f} M parameters, random weights), one "
+        f"{size}x{size} image, Saliency inner method, s = {STDEV}, median of {repeats} "
+        "interleaved repeats; peak memory in a fresh process per configuration.\n\n"
+        + markdown_table(["comparison", "a", "b", "a/b", "target"], rows)
+    )
+    return {
+        "figures": figures,
+        "times": times,
+        "memory_mb": mem,
+        "parameter_mb": param_mb,
+        "environment": environment(),
+        "markdown": report,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    result = run(quick=args.quick)
+    print(result["markdown"])
+    print(result["environment"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,305 @@
+"""Choosing NoiseGrad's weight-noise scale from the accuracy the perturbed models keep."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Union
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..noise.weights import ParameterFilter, WeightNoise, WeightPerturber, _check_stdev
+
+__all__ = ["CalibrationResult", "CalibrationStep", "calibrate_weight_noise"]
+
+Batch = tuple[Tensor, Tensor]
+DataLike = Union[Batch, Iterable[Any]]
+
+
+class CalibrationStep(NamedTuple):
+    """One evaluated noise scale: its mean accuracy over the draws and whether it was kept."""
+
+    stdev: float
+    accuracy: float
+    accepted: bool
+
+
+@dataclass
+class CalibrationResult:
+    """What :func:`calibrate_weight_noise` found.
+
+    Attributes:
+        stdev: The largest accepted noise scale (0.0 when none was accepted).
+        accuracy_clean: Accuracy of the unperturbed model on the data.
+        accuracy_noisy: Mean accuracy of the perturbed models at ``stdev``.
+        history: Every evaluation in order, as :class:`CalibrationStep` tuples.
+        threshold: The accuracy a scale had to keep: ``(1 - target_drop) * accuracy_clean``.
+    """
+
+    stdev: float
+    accuracy_clean: float
+    accuracy_noisy: float
+    history: list[CalibrationStep] = field(default_factory=list)
+    threshold: float = math.nan
+
+
+def _check_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"`{name}` must be a positive int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"`{name}` must be >= 1, got {value}")
+    return value
+
+
+def _check_fraction(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a float in (0, 1), got {value!r}")
+    if not 0.0 < float(value) < 1.0:
+        raise ValueError(f"`{name}` must lie strictly between 0 and 1, got {value!r}")
+    return float(value)
+
+
+def _as_batches(data: Any) -> Iterable[Any]:
+    """``(inputs, labels)`` as one batch, or a re-iterable of batches (iterators are listed)."""
+    if (
+        isinstance(data, (tuple, list))
+        and len(data) == 2
+        and isinstance(data[0], Tensor)
+        and isinstance(data[1], Tensor)
+    ):
+        return [tuple(data)]
+    if isinstance(data, Tensor) or not isinstance(data, Iterable):
+        raise TypeError(
+            "`data` must be a pair (inputs, labels) of tensors or an iterable of such batches "
+            f"(e.g. a DataLoader), got {type(data).__name__}"
+        )
+    if iter(data) is data:  # a one-shot iterator: it is read several times
+        data = list(data)
+    return data
+
+
+def _unpack(batch: Any, device: torch.device) -> Batch:
+    if (
+        not isinstance(batch, (tuple, list))
+        or len(batch) < 2
+        or not isinstance(batch[0], Tensor)
+        or not isinstance(batch[1], Tensor)
+    ):
+        raise TypeError(
+            "each batch of `data` must be a pair (inputs, labels) of tensors, got "
+            f"{type(batch).__name__}"
+        )
+    x, y = batch[0], batch[1]
+    if y.dim() != 1 or y.is_floating_point() or y.shape[0] != x.shape[0]:
+        raise ValueError(
+            "`data` labels must be an integer tensor (N,) matching the inputs' batch size, got "
+            f"labels {tuple(y.shape)} ({y.dtype}) for inputs {tuple(x.shape)}"
+        )
+    return x.to(device), y.to(device)
+
+
+def _accuracy(model: nn.Module, batches: Iterable[Any], device: torch.device) -> float:
+    correct, total = 0, 0
+    for batch in batches:
+        x, y = _unpack(batch, device)
+        out = model(x)
+        if not isinstance(out, Tensor) or out.dim() != 2:
+            raise TypeError(
+                "calibration needs a classifier returning logits (N, classes), got "
+                f"{type(out).__name__} {tuple(out.shape) if isinstance(out, Tensor) else ''}"
+            )
+        correct += int((out.argmax(dim=1) == y).sum())
+        total += int(y.shape[0])
+    if total == 0:
+        raise ValueError("`data` holds no examples")
+    return correct / total
+
+
+class _Draws:
+    """Common random numbers: every scale is evaluated on the same unit draws.
+
+    With the generator reset to the same state before each scale, draw ``j`` is
+    ``theta * (1 + s * z_j)`` with the same ``z_j`` for every ``s``, so the accuracy is a
+    smooth, (nearly) monotone function of ``s`` and bisection is well behaved.
+    """
+
+    def __init__(self, generator: Any, device: torch.device) -> None:
+        if isinstance(generator, torch.Generator):
+            self.generator = generator
+        else:
+            if generator is None:
+                seed = int(torch.randint(0, 2**62, (1,)).item())
+            elif isinstance(generator, bool) or not isinstance(generator, int):
+                raise TypeError(
+                    f"`generator` must be a torch.Generator, an int seed or None, got {generator!r}"
+                )
+            else:
+                seed = generator
+            gen_device = device if device.type != "meta" else torch.device("cpu")
+            self.generator = torch.Generator(device=gen_device).manual_seed(seed)
+        self.state = self.generator.get_state()
+
+    def reset(self) -> torch.Generator:
+        self.generator.set_state(self.state)
+        return self.generator
+
+
+def calibrate_weight_noise(
+    model: nn.Module,
+    data: DataLike,
+    target_drop: float = 0.05,
+    *,
+    n_draws: int = 5,
+    max_stdev: float = 2.0,
+    initial_stdev: float = 0.1,
+    tol: float = 0.05,
+    max_iter: int = 12,
+    generator: torch.Generator | int | None = None,
+    show_progress: bool = True,
+    noise_type: str = "multiplicative",
+    parameters: ParameterFilter | None = None,
+    exclude: ParameterFilter | None = None,
+) -> CalibrationResult:
+    r"""The largest weight-noise scale whose perturbed models keep ``1 - target_drop`` accuracy.
+
+    The NoiseGrad authors' heuristic: take the largest ``s`` for which models with weights
+    ``theta * N(1, s^2)`` lose at most a small relative share of their accuracy on held-out data
+    (about 5 %). The accuracy at a scale is the mean over ``n_draws`` weight draws; the search
+    doubles ``s`` from ``initial_stdev`` until a scale fails (or ``max_stdev`` passes), then
+    bisects between the last accepted and the first failed scale until the bracket is narrower
+    than ``tol`` times its upper end, with at most ``max_iter`` noisy evaluations in all. Every
+    scale is evaluated on the same unit draws (common random numbers), which makes the search
+    reproducible under a seed and the accuracy nearly monotone in ``s``. The model is evaluated
+    in eval mode and is bit-identical afterwards (one weight-noise session for the whole search).
+
+    Args:
+        model: A classifier returning logits ``(N, classes)``.
+        data: Held-out ``(inputs, labels)`` tensors, or an iterable of such batches (a
+            DataLoader; a one-shot iterator is read into a list first).
+        target_drop: The relative accuracy loss allowed, in (0, 1). Default: 0.05.
+        n_draws: Weight draws averaged per scale. Default: 5.
+        max_stdev: Upper bound of the search. Default: 2.0.
+        initial_stdev: First scale tried, in (0, max_stdev]. Default: 0.1.
+        tol: Relative width of the final bracket, in (0, 1). Default: 0.05.
+        max_iter: Most noisy evaluations (each is ``n_draws`` passes over ``data``). Default: 12.
+        generator: A torch.Generator (its current state is reused for every scale), an int
+            seed, or None (a seed drawn from torch's global random state). Default: None.
+        show_progress: Show a tqdm progress bar. Default: True.
+        noise_type: ``"multiplicative"`` or ``"additive"``. Default: ``"multiplicative"``.
+        parameters: Which parameters to perturb, as for
+            :class:`~captum_smooth.noise.weights.WeightNoise`. Default: None (all trainable).
+        exclude: Parameters to keep clean. Default: None.
+
+    Returns:
+        A :class:`CalibrationResult` (``stdev``, ``accuracy_clean``, ``accuracy_noisy``,
+        ``history``, ``threshold``).
+
+    Raises:
+        ValueError: an argument out of range, empty data, or a model with zero accuracy.
+        TypeError: a model that is not an nn.Module, malformed data.
+
+    Examples::
+
+        >>> result = calibrate_weight_noise(model, (x_test, y_test), target_drop=0.05,
+        ...                                 generator=0)
+        >>> attr = NoiseGrad(model).attribute(images, target=3, weight_stdev=result.stdev)
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`model` must be an nn.Module, got {type(model).__name__}")
+    target_drop = _check_fraction(target_drop, "target_drop")
+    n_draws = _check_int(n_draws, "n_draws")
+    max_iter = _check_int(max_iter, "max_iter")
+    tol = _check_fraction(tol, "tol")
+    max_stdev = _check_stdev(max_stdev, "max_stdev")
+    if max_stdev == 0.0:
+        raise ValueError("`max_stdev` must be > 0")
+    initial_stdev = _check_stdev(initial_stdev, "initial_stdev")
+    if not 0.0 < initial_stdev <= max_stdev:
+        raise ValueError(
+            f"`initial_stdev` must lie in (0, max_stdev={max_stdev}], got {initial_stdev}"
+        )
+    noise = WeightNoise(max_stdev, noise_type, parameters, exclude)
+    batches = _as_batches(data)
+    device = next(p.device for _, p in noise.selected_parameters(model))
+    draws = _Draws(generator, device)
+    history: list[CalibrationStep] = []
+
+    with (
+        torch.no_grad(),
+        noise.session(model) as perturber,
+        tqdm(total=max_iter + 1, disable=not show_progress, desc="calibrate weight noise") as bar,
+    ):
+        model.eval()
+        accuracy_clean = _accuracy(model, batches, device)
+        bar.update(1)
+        if accuracy_clean == 0.0:
+            raise ValueError("the clean model classifies no example of `data` correctly")
+        threshold = (1.0 - target_drop) * accuracy_clean
+
+        def evaluate(s: float) -> bool:
+            acc = _mean_noisy_accuracy(model, batches, device, perturber, draws, s, n_draws)
+            accepted = acc >= threshold
+            history.append(CalibrationStep(s, acc, accepted))
+            bar.set_postfix(stdev=f"{s:.4g}", accuracy=f"{acc:.4f}")
+            bar.update(1)
+            return accepted
+
+        lo, lo_acc, hi = 0.0, accuracy_clean, math.inf
+        s = initial_stdev
+        while len(history) < max_iter:  # bracket: double until a scale fails
+            if not evaluate(s):
+                hi = s
+                break
+            lo, lo_acc = s, history[-1].accuracy
+            if s >= max_stdev:
+                break
+            s = min(2.0 * s, max_stdev)
+        while math.isfinite(hi) and len(history) < max_iter and hi - lo > tol * hi:
+            mid = 0.5 * (lo + hi)
+            if evaluate(mid):
+                lo, lo_acc = mid, history[-1].accuracy
+            else:
+                hi = mid
+
+    if lo >= max_stdev:
+        warnings.warn(
+            f"calibrate_weight_noise: even max_stdev={max_stdev} keeps the accuracy; the "
+            "result is the bound of the search, raise `max_stdev` to look further",
+            stacklevel=2,
+        )
+    elif lo == 0.0:
+        warnings.warn(
+            f"calibrate_weight_noise: no scale tried kept {1 - target_drop:.0%} of the "
+            f"accuracy (smallest tried: {min(h.stdev for h in history):.3g}); returning 0.0",
+            stacklevel=2,
+        )
+    return CalibrationResult(
+        stdev=lo,
+        accuracy_clean=accuracy_clean,
+        accuracy_noisy=lo_acc,
+        history=history,
+        threshold=threshold,
+    )
+
+
+def _mean_noisy_accuracy(
+    model: nn.Module,
+    batches: Iterable[Any],
+    device: torch.device,
+    perturber: WeightPerturber,
+    draws: _Draws,
+    stdev: float,
+    n_draws: int,
+) -> float:
+    generator = draws.reset()
+    total = 0.0
+    for _ in range(n_draws):
+        perturber.perturb(generator, stdev=stdev)
+        total += _accuracy(model, batches, device)
+    perturber.restore()
+    return total / n_draws
