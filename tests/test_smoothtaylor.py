@@ -383,6 +383,12 @@ def test_common_random_numbers_do_not_depend_on_the_other_examples() -> None:
     for row in (0, 2):
         assert a.sigma[row] == b.sigma[row]
         torch.testing.assert_close(a.attributions[row], b.attributions[row])
+    # Nor on the chunk sizes.
+    c = adaptive_smooth_taylor(
+        net, x, target=0, nt_samples=12, generator=1, noising=TV, nt_samples_batch_size=5
+    )
+    torch.testing.assert_close(a.sigma, c.sigma, rtol=0, atol=0)
+    torch.testing.assert_close(a.attributions, c.attributions)
     # And at one sigma, the roots are x + sigma * t with the same t at every sigma.
     probe = Probe(net)
     sigmas = torch.tensor([0.2, 0.2, 0.2], dtype=torch.float64)
@@ -453,6 +459,15 @@ def test_aupc_objective_is_maximised_and_reproducible() -> None:
     for ev in a.history[1:]:
         # Accepted candidates improved on the best so far, in AUPC's direction (higher).
         assert bool((ev.objective[ev.accepted] > a.start_objective[ev.rows][ev.accepted]).all())
+
+
+@pytest.mark.parametrize(("name", "sign"), [("deletion_auc", 1.0), ("insertion_auc", -1.0)])
+def test_deletion_and_insertion_objectives_go_the_right_way(name: str, sign: float) -> None:
+    net, x = _small_cnn(), _images(3)
+    noising = AdaptiveNoising(name, objective_kwargs={"n_steps": 16}, max_iter=3)
+    res = adaptive_smooth_taylor(net, x, target=1, nt_samples=8, generator=2, noising=noising)
+    assert bool((sign * res.objective <= sign * res.start_objective).all())
+    assert AdaptiveNoising(name).direction == sign
 
 
 def test_tuple_inputs_with_a_callable_objective() -> None:

@@ -8,11 +8,11 @@ failures or ``max_iter`` iterations, and keep the best noise level seen.
 
 It runs for a whole batch at once: each phase evaluates every still-searching example in one
 call of the smoothed method, with one sigma per example (a ``(B,)`` ``stdevs`` tensor). The
-evaluations use common random numbers: each example gets its own noise stream, restarted from
-the same seed at every evaluation, so that objective differences between two noise levels come
-from sigma and not from a new noise draw (the roots are ``x + sigma * t_k`` with the same
-``t_k`` at every sigma), and an example's draws do not depend on which other examples are still
-searching.
+evaluations use common random numbers: every (example, sample) pair has its own seed, derived
+from the search's seed, and draws the same standardised noise ``t_k`` at every evaluation, so
+that objective differences between two noise levels come from sigma and not from a new noise
+draw (the roots are ``x + sigma * t_k`` with the same ``t_k`` at every sigma). An example's
+draws depend neither on which other examples are still searching nor on the chunk sizes.
 
 The search itself (:meth:`AdaptiveNoising.search`) knows nothing about the method: it takes a
 function ``evaluate(rows, sigma) -> (maps, loss)``. :class:`~captum_smooth.methods.SmoothTaylor`
@@ -58,6 +58,7 @@ LossFn = Callable[[tuple[Tensor, ...], Tensor], Tensor]
 EvaluateFn = Callable[[Tensor, Tensor], tuple[tuple[Tensor, ...], Tensor]]
 
 _GOLDEN = 0x9E3779B97F4A7C15  # spreads per-example seeds over the 64-bit seed space
+_SAMPLE_STRIDE = 0xBF58476D1CE4E5B9  # spreads per-sample seeds of one example
 _FILL_STREAM = 0x5DEECE66D  # a second, independent stream per example (AUPC perturbation)
 
 
@@ -458,13 +459,14 @@ def _generator(seed: int, device: torch.device) -> torch.Generator:
 
 
 class CommonRandomNumbers(Kernel):
-    """A kernel whose draws for each example restart from that example's own seed.
+    """A kernel whose draw of sample ``j`` of example ``r`` is the same in every evaluation.
 
-    Before each evaluation, :meth:`restart` names the examples evaluated (rows of the full
-    batch); every :meth:`sample` call of the loop then draws each example's ``k`` copies from
-    that example's generator, in order. With the same chunk sizes in every evaluation, example
-    ``r`` gets the same standardised noise ``t_k`` at every noise level, whichever other
-    examples are evaluated with it.
+    Each (example, sample) pair has its own seed: the standardised noise ``t_j`` of example
+    ``r`` depends only on the base seed, ``r`` and ``j``, not on the chunk sizes nor on which
+    other examples are evaluated with it. Before each evaluation, :meth:`restart` names the
+    examples evaluated (rows of the full batch, in order) and how many input tensors get noise;
+    the loop then calls :meth:`sample` once per noised input per chunk (``(b * k, ...)``,
+    example-major), and the inputs of one sample draw in turn from that sample's generator.
 
     Args:
         base: The kernel whose draws are reused.
@@ -476,11 +478,21 @@ class CommonRandomNumbers(Kernel):
         self.name = getattr(base, "name", "kernel")
         self.support = base.support
         self._seeds = list(seeds)
-        self._generators: list[torch.Generator] = []
+        self._rows: list[int] = []
+        self._device = torch.device("cpu")
+        self._n_inputs = 1
+        self._position = 0  # index of the first sample of the current chunk
+        self._call = 0  # draws made in the current chunk (one per noised input)
+        self._generators: list[list[torch.Generator]] = []
 
-    def restart(self, rows: Sequence[int], device: torch.device) -> None:
-        """Restart the streams of the examples ``rows`` (in the order they are evaluated)."""
-        self._generators = [_generator(self._seeds[r], device) for r in rows]
+    def restart(self, rows: Sequence[int], device: torch.device, n_inputs: int = 1) -> None:
+        """Start an evaluation of the examples ``rows`` with ``n_inputs`` noised tensors."""
+        self._rows = [int(r) for r in rows]
+        self._device = device
+        self._n_inputs = n_inputs
+        self._position = 0
+        self._call = 0
+        self._generators = []
 
     def sample(
         self,
@@ -491,18 +503,35 @@ class CommonRandomNumbers(Kernel):
         dtype: torch.dtype | None = None,
     ) -> Tensor:
         size = tuple(shape)
-        b = len(self._generators)
+        b = len(self._rows)
         if b == 0 or size[0] % b:
             raise RuntimeError(
                 f"common random numbers: a draw of {size[0]} rows for {b} examples; call "
                 "restart() with the rows evaluated first"
             )
         k = size[0] // b
+        if self._call == 0:
+            self._generators = [
+                [
+                    _generator(_sample_seed(self._seeds[r], self._position + j), self._device)
+                    for j in range(k)
+                ]
+                for r in self._rows
+            ]
         parts = [
-            self.base.sample((k, *size[1:]), generator=g, device=g.device, dtype=dtype)
-            for g in self._generators
+            self.base.sample((1, *size[1:]), generator=g, device=g.device, dtype=dtype)
+            for gens in self._generators
+            for g in gens
         ]
+        self._call += 1
+        if self._call == self._n_inputs:
+            self._call = 0
+            self._position += k
         return torch.cat(parts).to(device)
 
     def __repr__(self) -> str:
         return f"CommonRandomNumbers({self.base!r})"
+
+
+def _sample_seed(example_seed: int, j: int) -> int:
+    return (example_seed + (j + 1) * _SAMPLE_STRIDE) % (1 << 64)

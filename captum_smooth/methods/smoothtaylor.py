@@ -23,7 +23,6 @@ from captum.attr import Saliency
 from captum.log import log_usage
 from torch import Tensor
 
-from ..core.chunking import resolve_chunk_size
 from ..core.tunnel import StdevsType
 from ..noise.kernels import Kernel, get_kernel
 from ._preset import SmoothingPreset
@@ -289,10 +288,6 @@ class SmoothTaylor(SmoothingPreset):
         batch = inputs_t[0].shape[0]
         device = inputs_t[0].device
         seed = _seed_from(generator, device)
-        # One chunk size for every evaluation: the per-example streams then match exactly.
-        chunk = resolve_chunk_size(
-            nt_samples_batch_size, nt_samples, inputs_t, self.attribution_method, kwargs
-        )
         crn = CommonRandomNumbers(get_kernel(kernel), example_seeds(seed, batch))
         loss = noising.loss_fn(self.forward_func, inputs_t, is_tuple, target, seed)
 
@@ -302,12 +297,12 @@ class SmoothTaylor(SmoothingPreset):
                 key: _select_rows(value, rows, batch) if key in _PER_EXAMPLE_KWARGS else value
                 for key, value in kwargs.items()
             }
-            crn.restart(rows.tolist(), device)
+            crn.restart(rows.tolist(), device, n_inputs=len(inputs_t))
             out = self.tunnel._smooth(
                 sub if is_tuple else sub[0],
                 nt_type=nt_type,
                 nt_samples=nt_samples,
-                nt_samples_batch_size=chunk,
+                nt_samples_batch_size=nt_samples_batch_size,
                 stdevs=sigma,
                 kernel=crn,
                 sample_transform=self.transform,
