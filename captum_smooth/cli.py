@@ -10,6 +10,8 @@ Commands:
   photos bundled with scikit-image (nothing is downloaded).
 * ``captum-smooth methods``: the method names and whether each is available.
 * ``captum-smooth insights [--port P]``: Captum Insights with these methods (captum <= 0.8).
+* ``captum-smooth explain-dataset ...``: a whole data set into a resumable store
+  (:mod:`captum_smooth.dataset.cli`).
 
 Images are fed to the model as RGB in ``[0, 1]``, ``(N, 3, size, size)``. Models (``--model``):
 ``efficientnet-lite0`` (the default, embedded), ``torchvision:NAME[:WEIGHTS]`` (random weights
@@ -812,7 +814,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``captum-smooth`` argument parser.
 
     Returns:
-        The parser, with the sub-commands ``explain``, ``demo``, ``methods`` and ``insights``.
+        The parser, with the sub-commands ``explain``, ``demo``, ``methods``, ``insights`` and
+        ``explain-dataset`` (:mod:`captum_smooth.dataset.cli`).
     """
     parser = _Parser(
         prog=PROG,
@@ -848,6 +851,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_run_options(demo, demo=True)
     sub.add_parser("methods", help="list the method names")
+    try:  # data-set-scale attribution into a resumable store (captum_smooth.dataset)
+        from .dataset.cli import add_explain_dataset_parser
+    except ImportError:
+        pass
+    else:
+        add_explain_dataset_parser(sub)
     insights = sub.add_parser("insights", help="serve Captum Insights with these methods")
     insights.add_argument("--port", type=int, default=None, help="port (default: a free one)")
     insights.add_argument("--model", default=None, help="as for explain")
@@ -887,6 +896,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_methods()
         if args.command == "insights":
             return _run_insights(args)
+        if args.command == "explain-dataset":
+            return int(args.func(args))
         demo = args.command == "demo"
         settings = _Settings(
             command=args.command,

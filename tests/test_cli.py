@@ -359,6 +359,13 @@ def test_no_command_and_methods_command(capsys: pytest.CaptureFixture[str]) -> N
     assert "smoothgrad-laplace" in listed and "adaptgrad" in listed
 
 
+def test_explain_dataset_subcommand_is_wired(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["explain-dataset", "--help"]) == 0
+    assert "--data" in capsys.readouterr().out
+    assert cli.main(["--help"]) == 0
+    assert "explain-dataset" in capsys.readouterr().out
+
+
 def test_insights_without_captum_insights_points_to_explain(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
