@@ -73,8 +73,10 @@ def _copy_per_draw(model: nn.Module, image: torch.Tensor, m: int) -> Callable[[]
 _KINDS = {"saliency": _saliency_calls, "noisegrad": _noisegrad, "copy": _copy_per_draw}
 
 
-def memory_setup(kind: str, m: int, size: int) -> Callable[[], Any]:
+def memory_setup(kind: str, m: int, size: int, threads: int | None = None) -> Callable[[], Any]:
     """For the peak-memory subprocess: build the model, return the call to measure."""
+    if threads is not None:
+        torch.set_num_threads(threads)
     torch.manual_seed(0)
     model, image = _model_and_image(size)
     return _KINDS[kind](model, image, m)
@@ -96,8 +98,17 @@ def _draw_cost(model: nn.Module, repeats: int) -> tuple[float, float]:
     return perturb, restore
 
 
-def run(quick: bool = False) -> dict[str, Any]:
-    """Measure everything; return the figures and a markdown report."""
+def run(quick: bool = False, threads: int | None = None) -> dict[str, Any]:
+    """Measure everything; return the figures and a markdown report.
+
+    Args:
+        quick: A smaller check (112x112, M=3, 2 repeats).
+        threads: ``torch.set_num_threads`` for the run (None: leave it). One thread gives
+            stable ratios on a machine that other jobs load (two OpenMP threads on two busy
+            cores make a forward/backward pass several times slower and erratic).
+    """
+    if threads is not None:
+        torch.set_num_threads(threads)
     size = 112 if quick else 224
     m = 3 if quick else 10
     repeats = 2 if quick else 3
@@ -111,7 +122,9 @@ def run(quick: bool = False) -> dict[str, Any]:
     )
     perturb_s, restore_s = _draw_cost(model, repeats=3)
     mem = {
-        kind: peak_memory_mb("benchmarks.bench_noisegrad:memory_setup", kind=kind, m=m, size=size)
+        kind: peak_memory_mb(
+            "benchmarks.bench_noisegrad:memory_setup", kind=kind, m=m, size=size, threads=threads
+        )
         for kind in _KINDS
     }
     figures = {
@@ -179,8 +192,9 @@ def run(quick: bool = False) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     args = parser.parse_args()
-    result = run(quick=args.quick)
+    result = run(quick=args.quick, threads=args.threads)
     print(result["markdown"])
     print(result["environment"])
 
