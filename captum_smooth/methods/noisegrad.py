@@ -83,7 +83,8 @@ class NoiseGrad(_WeightNoisePreset):
     Introducing Stochasticity to Model Weights", AAAI 2022.
 
     Args:
-        model: The model (an nn.Module: its weights are perturbed).
+        model: The model (an nn.Module: its weights are perturbed, also when the inner method
+            was built on a wrapper of it).
         attribution_method: None (Saliency, whose default ``abs=True`` applies), a Captum
             attribution class, or an instance (layer and neuron methods included).
 
