@@ -102,3 +102,12 @@ def test_integer_inputs_without_noise_layer() -> None:
         SmoothTunnel(LayerGradientXActivation(model, model.embedding)).attribute(
             torch.tensor([[1, 2]]), target=0
         )
+
+
+def test_integer_inputs_without_noise_are_fine() -> None:
+    # Weight noise alone (NoiseGrad) on token ids draws no input noise: no layer needed.
+    model = TokenModel()
+    ids = torch.tensor([[1, 4, 7, 2]])
+    method = LayerGradientXActivation(model, model.embedding)
+    attr = SmoothTunnel(method).attribute(ids, nt_samples=2, stdevs=0.0, target=0)
+    torch.testing.assert_close(attr, method.attribute(ids, target=0))

@@ -172,6 +172,11 @@ def _sigma_for(spec: SigmaSpec, clean: Tensor, name: str) -> float | Tensor:
     return sigma
 
 
+def _is_zero(spec: Any) -> bool:
+    """Whether a sigma spec is exactly zero (no noise: integer inputs are then fine)."""
+    return isinstance(spec, (int, float)) and not isinstance(spec, bool) and spec == 0
+
+
 def _split_stdevs(stdevs: Any, n_inputs: int) -> tuple[Any, ...]:
     if isinstance(stdevs, (tuple, list)):
         if len(stdevs) != n_inputs:
@@ -553,6 +558,7 @@ class SmoothTunnel(NoiseTunnel):
         inputs_t = _format_tensor_into_tuples(inputs)
         if len(inputs_t) == 0:
             raise ValueError("`inputs` is empty")
+        stdev_specs = _split_stdevs(stdevs, 1 if noise_layer is not None else len(inputs_t))
         for i, x in enumerate(inputs_t):
             if not isinstance(x, Tensor):
                 raise TypeError(f"`inputs[{i}]` must be a tensor, got {type(x).__name__}")
@@ -563,7 +569,7 @@ class SmoothTunnel(NoiseTunnel):
                 )
             if x.is_floating_point() and bool(torch.isnan(x).any()):
                 raise ValueError(f"`inputs[{i}]` contains NaN values")
-            if not x.is_floating_point() and noise_layer is None:
+            if not x.is_floating_point() and noise_layer is None and not _is_zero(stdev_specs[i]):
                 raise TypeError(
                     f"`inputs[{i}]` has integer dtype {x.dtype} (e.g. token ids) and cannot take "
                     "noise: pass `noise_layer=` the layer (such as the embedding) whose output "
@@ -574,7 +580,6 @@ class SmoothTunnel(NoiseTunnel):
         chunk = resolve_chunk_size(
             nt_samples_batch_size, nt_samples, inputs_t, self.attribution_method, kwargs
         )
-        stdev_specs = _split_stdevs(stdevs, 1 if noise_layer is not None else len(inputs_t))
         return_delta = bool(kwargs.get("return_convergence_delta", False))
         want_delta = self.is_delta_supported and return_delta
 
