@@ -88,7 +88,6 @@ def test_two_ranks_cover_every_example_once_and_match_one_process(tmp_path: Path
     assert torch.equal(store.targets, make_data()[1])
 
 
-@pytest.mark.slow
 def test_two_ranks_resume_a_single_process_run(tmp_path: Path) -> None:
     out = tmp_path / "s"
     with pytest.raises(RuntimeError, match="simulated crash"):
