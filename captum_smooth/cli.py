@@ -69,6 +69,8 @@ _METRIC_COLUMNS = (
     ("complexity", "complexity (lower)"),
     ("deletion_auc", "deletion AUC (lower)"),
     ("insertion_auc", "insertion AUC (higher)"),
+    ("mc_error", "MC error (rel.)"),
+    ("samples_used", "samples used"),
 )
 
 
@@ -393,6 +395,7 @@ class _Settings:
     controls: bool
     progress: bool
     style: str
+    tolerance: float | None = None
 
 
 def _validate(settings: _Settings) -> tuple[list[Any], bool]:
@@ -403,6 +406,10 @@ def _validate(settings: _Settings) -> tuple[list[Any], bool]:
         raise CLIError(f"--samples must be >= 1, got {settings.samples}")
     if settings.size < 8:
         raise CLIError(f"--size must be >= 8, got {settings.size}")
+    if settings.tolerance is not None and not (
+        math.isfinite(settings.tolerance) and settings.tolerance > 0
+    ):
+        raise CLIError(f"--tolerance must be a positive number, got {settings.tolerance}")
     if settings.auc_steps < 0:
         raise CLIError(f"--auc-steps must be >= 0, got {settings.auc_steps}")
     if settings.kernel is not None and settings.kernel not in kernel_names():
@@ -477,6 +484,7 @@ def _run(settings: _Settings) -> int:
                 x = images[i : i + 1]
                 bar.set_postfix_str(f"{spec.label} on {names[i]}")
                 start = time.perf_counter()
+                sampling: dict[str, float] = {}
                 try:
                     maps = spec.attribute(
                         model,
@@ -485,6 +493,8 @@ def _run(settings: _Settings) -> int:
                         settings.samples,
                         seed=settings.seed + i,
                         kernel=settings.kernel,
+                        tolerance=settings.tolerance,
+                        report=sampling,
                     )
                 except Exception as exc:
                     raise RuntimeError(f"{spec.label} failed on {names[i]}: {_short(exc)}") from exc
@@ -500,6 +510,7 @@ def _run(settings: _Settings) -> int:
                         classes[targets[i]],
                         evaluations,
                         elapsed,
+                        dict(sampling),
                     )
                 )
                 bar.update(1)
@@ -530,7 +541,11 @@ def _run(settings: _Settings) -> int:
         for row in rows:
             i = names.index(row.image)
             maps = attributions[row.method][i]
-            row.metrics = _score(model, images[i : i + 1], maps, row.target, settings.auc_steps)
+            # Scores join the Monte-Carlo error and sample count the method reported.
+            row.metrics = {
+                **row.metrics,
+                **_score(model, images[i : i + 1], maps, row.target, settings.auc_steps),
+            }
             bar.update(1)
 
     # ---- report
@@ -554,6 +569,7 @@ def _run(settings: _Settings) -> int:
         "samples": settings.samples,
         "seed": settings.seed,
         "kernel": settings.kernel,
+        "tolerance": settings.tolerance,
         "image_size": settings.size,
         "auc_steps": settings.auc_steps,
         "versions": _versions(),
@@ -791,6 +807,13 @@ def _add_run_options(parser: argparse.ArgumentParser, demo: bool) -> None:
         help="output folder (default: %(default)s)",
     )
     parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=None,
+        help="sample each smoothing method until the relative Monte-Carlo error of its map "
+        "is at most this (--samples is then the maximum); the table shows the samples used",
+    )
+    parser.add_argument(
         "--auc-steps",
         type=int,
         default=DEFAULT_AUC_STEPS,
@@ -914,6 +937,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             controls=not args.no_controls,
             progress=not args.no_progress,
             style=args.style,
+            tolerance=args.tolerance,
         )
         return _run(settings)
     except CLIError as exc:

@@ -36,6 +36,7 @@ import torch
 from captum.attr._utils.attribution import Attribution
 from torch import Tensor
 
+from .methods._preset import SmoothingPreset
 from .noise import kernel_names
 
 __all__ = [
@@ -140,6 +141,8 @@ class MethodSpec:
         *,
         seed: int | None = None,
         kernel: str | None = None,
+        tolerance: float | None = None,
+        report: dict[str, float] | None = None,
     ) -> Tensor:
         """Build the method on ``model`` and explain ``inputs`` at budget ``samples``.
 
@@ -151,6 +154,10 @@ class MethodSpec:
             seed: Seed of the method's noise (None: torch's global random state).
             kernel: Input-noise kernel for the methods that draw input noise (ignored by the
                 others and by ``smoothgrad-<kernel>``, whose kernel is fixed).
+            tolerance: For the smoothing methods: sample until the relative Monte-Carlo error of
+                the map is at most this, with ``samples`` as the budget's maximum.
+            report: If given, filled for the smoothing methods with ``mc_error`` (the map's
+                relative Monte-Carlo error ``||SE|| / ||map||``) and ``samples_used``.
 
         Returns:
             The attributions, shaped like ``inputs``, detached.
@@ -167,12 +174,21 @@ class MethodSpec:
             kwargs["kernel"] = kernel
         if seed is not None and self._accepts(method, "generator"):
             kwargs["generator"] = seed
+        smoothing = isinstance(method, SmoothingPreset)
+        if smoothing:
+            kwargs["return_error"] = True
+            if tolerance is not None:
+                kwargs["tolerance"] = tolerance
         with torch.enable_grad(), warnings.catch_warnings():
             # Captum's note that it set requires_grad on the inputs itself: expected here.
             warnings.filterwarnings("ignore", message=r"Input Tensor \d+ did not already")
             result = method.attribute(inputs, target=target, **kwargs)
         if isinstance(result, tuple):
             result = result[0]
+        last = method.last_report if smoothing else None
+        if report is not None and last is not None and last.error is not None:
+            report["mc_error"] = float(last.error.relative_error.mean())
+            report["samples_used"] = float(last.error.n_samples.float().mean())
         return result.detach()
 
 

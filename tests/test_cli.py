@@ -203,6 +203,23 @@ def test_explain_in_process_writes_grid_json_csv(
     assert float(rows[0]["sparseness"]) == pytest.approx(report["results"][0]["sparseness"])
 
 
+def test_tolerance_reports_error_and_samples_used(images: list[str], tmp_path: Path) -> None:
+    out = tmp_path / "tol"
+    args = _args(images, out, "-m", "smoothgrad,adaptgrad,gradient", "--tolerance", "0.5")
+    args[args.index("--samples") + 1] = "64"
+    assert cli.main(args) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["tolerance"] == 0.5
+    for row in report["results"]:
+        if row["method"] in ("smoothgrad", "adaptgrad"):
+            # Each map stops once its relative Monte-Carlo error is at most the tolerance
+            # (or at the budget of 64), and says how many samples it used.
+            assert 2 <= row["samples_used"] <= 64
+            assert row["mc_error"] <= 0.5 or row["samples_used"] == 64
+        else:
+            assert "mc_error" not in row or row["mc_error"] is None
+
+
 def test_explain_target_by_name_kernel_and_sample_images(tmp_path: Path) -> None:
     out = tmp_path / "o"
     args = _args(["skimage:coffee"], out, "--methods", "smoothgrad,smoothgrad-uniform")
@@ -268,6 +285,8 @@ def test_torchscript_model(images: list[str], tmp_path: Path) -> None:
         (["--samples", "0"], "--samples must be >= 1"),
         (["--kernel", "boxcar"], "unknown kernel 'boxcar'"),
         (["--samples", "x"], "invalid int value"),
+        (["--tolerance", "0"], "--tolerance must be a positive number"),
+        (["--tolerance", "-0.1"], "--tolerance must be a positive number"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(
