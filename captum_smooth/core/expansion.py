@@ -21,7 +21,10 @@ from captum._utils.common import (
 from captum.attr._utils.common import _format_input_baseline
 from torch import Tensor
 
-__all__ = ["expand_kwargs"]
+__all__ = ["PER_EXAMPLE_KWARGS", "expand_kwargs", "select_examples"]
+
+#: Keyword arguments of Captum methods that may hold one entry per example.
+PER_EXAMPLE_KWARGS = ("target", "additional_forward_args", "baselines", "feature_mask")
 
 
 def _draw_baselines(
@@ -75,3 +78,26 @@ def expand_kwargs(
         _expand_and_update_baselines(inputs, samples_per_example, expanded)
     _expand_and_update_feature_mask(samples_per_example, expanded)
     return expanded
+
+
+def select_examples(value: Any, rows: Tensor, batch: int) -> Any:
+    """The rows of a per-example argument (a tensor or list of ``batch`` entries, or a tuple of
+    these); anything else (shared, broadcast, scalars) as it is.
+
+    Args:
+        value: A per-example argument such as ``target`` or a tensor of additional forward args.
+        rows: Indices of the examples to keep.
+        batch: The batch size ``B`` of the full inputs.
+
+    Returns:
+        ``value`` restricted to ``rows``.
+    """
+    if batch <= 1:
+        return value
+    if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == batch:
+        return value[rows.to(value.device)]
+    if isinstance(value, list) and len(value) == batch:
+        return [value[i] for i in rows.tolist()]
+    if isinstance(value, tuple):
+        return tuple(select_examples(v, rows, batch) for v in value)
+    return value

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from ..noise.kernels import Kernel, get_kernel
 from ..noise.sigma import SigmaRule
 from .chunking import resolve_chunk_size
-from .expansion import expand_kwargs
+from .expansion import PER_EXAMPLE_KWARGS, expand_kwargs, select_examples
 from .layer_noise import LayerNoise
 from .reducers import NT_TYPES, StreamingMoments
 
@@ -336,17 +336,6 @@ class _StoppingRule:
         return None if keep.numel() == batch else keep
 
 
-def _take(value: Any, rows: Tensor, batch: int) -> Any:
-    """Rows of a per-example argument; anything else (shared, broadcast) as it is."""
-    if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == batch and batch > 1:
-        return value[rows.to(value.device)]
-    if isinstance(value, list) and len(value) == batch and batch > 1:
-        return [value[i] for i in rows.tolist()]
-    if isinstance(value, tuple):
-        return tuple(_take(v, rows, batch) for v in value)
-    return value
-
-
 @dataclass
 class _Subset:
     """The inputs, kwargs and sigmas of the examples still sampling."""
@@ -368,14 +357,14 @@ class _Subset:
         if rows is None:
             return cls(inputs, kwargs, sigmas)
         sub_kwargs = dict(kwargs)
-        for key in ("target", "additional_forward_args", "baselines", "feature_mask"):
+        for key in PER_EXAMPLE_KWARGS:
             # Baselines drawn from a distribution are not per example.
             if key in sub_kwargs and not (key == "baselines" and draw_baselines):
-                sub_kwargs[key] = _take(sub_kwargs[key], rows, batch)
+                sub_kwargs[key] = select_examples(sub_kwargs[key], rows, batch)
         return cls(
             tuple(x[rows.to(x.device)] for x in inputs),
             sub_kwargs,
-            tuple(_take(sg, rows, batch) for sg in sigmas),
+            tuple(select_examples(sg, rows, batch) for sg in sigmas),
         )
 
 

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..core.expansion import select_examples
 from ..metrics import aupc, deletion_auc, insertion_auc, total_variation
 from ..noise.kernels import Kernel
 
@@ -265,7 +266,7 @@ class AdaptiveNoising:
                 value = user(
                     maps if is_tuple else maps[0],
                     sub if is_tuple else sub[0],
-                    _select_rows(target, rows, batch),
+                    select_examples(target, rows, batch),
                 )
                 return _check_loss(value, rows.numel())
 
@@ -288,7 +289,7 @@ class AdaptiveNoising:
             extra = dict(kwargs)
             if fill is not None:
                 extra["baseline"] = fill[rows.to(fill.device)]
-            sub_target = _select_rows(target, rows, batch)
+            sub_target = select_examples(target, rows, batch)
             value = metric(model, clean[rows.to(clean.device)], maps[0], sub_target, **extra)
             return direction * value
 
@@ -429,19 +430,6 @@ def _uniform_fill(clean: Tensor, value_range: Any, seed: int) -> Tensor:
             raise ValueError(f"`value_range` must be a pair (low, high), got {value_range!r}")
         lo, hi = float(value_range[0]), float(value_range[1])
     return lo + (hi - lo) * u
-
-
-def _select_rows(value: Any, rows: Tensor, batch: int) -> Any:
-    """The rows of a per-example argument (tensor or list of ``batch``); others as they are."""
-    if batch <= 1:
-        return value
-    if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == batch:
-        return value[rows.to(value.device)]
-    if isinstance(value, list) and len(value) == batch:
-        return [value[i] for i in rows.tolist()]
-    if isinstance(value, tuple):
-        return tuple(_select_rows(v, rows, batch) for v in value)
-    return value
 
 
 def _all_true(n: int, device: torch.device) -> Tensor:

@@ -23,6 +23,7 @@ from captum.attr import Saliency
 from captum.log import log_usage
 from torch import Tensor
 
+from ..core.expansion import select_examples
 from ..core.tunnel import StdevsType
 from ..noise.kernels import Kernel, get_kernel
 from ._preset import SmoothingPreset
@@ -30,7 +31,6 @@ from .adaptive_noising import (
     AdaptiveNoising,
     AdaptiveResult,
     CommonRandomNumbers,
-    _select_rows,
     example_seeds,
 )
 
@@ -294,7 +294,7 @@ class SmoothTaylor(SmoothingPreset):
         def _evaluate(rows: Tensor, sigma: Tensor) -> tuple[tuple[Tensor, ...], Tensor]:
             sub = tuple(x[rows.to(x.device)] for x in inputs_t)
             sub_kwargs = {
-                key: _select_rows(value, rows, batch) if key in _PER_EXAMPLE_KWARGS else value
+                key: select_examples(value, rows, batch) if key in _PER_EXAMPLE_KWARGS else value
                 for key, value in kwargs.items()
             }
             crn.restart(rows.tolist(), device, n_inputs=len(inputs_t))
@@ -306,7 +306,7 @@ class SmoothTaylor(SmoothingPreset):
                 stdevs=sigma,
                 kernel=crn,
                 sample_transform=self.transform,
-                target=_select_rows(target, rows, batch),
+                target=select_examples(target, rows, batch),
                 **sub_kwargs,
             )
             maps = _format_tensor_into_tuples(out)
