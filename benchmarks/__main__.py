@@ -1,0 +1,265 @@
+"""The one benchmark command: speed, memory and explanation quality, written to RESULTS.md.
+
+Usage::
+
+    python -m benchmarks                 # every benchmarks/bench_*.py, full sizes
+    python -m benchmarks --quick         # smaller sizes (a couple of minutes)
+    python -m benchmarks --only quality scaling
+    python -m benchmarks --list
+
+Every module ``benchmarks/bench_<name>.py`` with a ``run(quick: bool) -> dict`` is run in turn
+(alphabetical order), each in a fresh Python process (so no module inherits another's thread
+settings, memory or random state) with torch's global generator seeded to 0, under a wall-time
+limit (``--timeout``, default 900 s per module, 300 s with ``--quick``). A module that fails to
+import, raises or runs out of time is reported (with the end of its traceback) and the others
+still run.
+From each result the report takes ``markdown`` (or ``report``), ``plots`` (PNG paths; copied
+under ``benchmarks/results/`` when written elsewhere), ``seeds`` and ``environment``.
+
+The report goes to ``benchmarks/RESULTS.md`` (``RESULTS-quick.md`` with ``--quick``, so a quick
+check never overwrites the full results), with the versions, thread count, seeds, per-module
+wall times and the total. The exit status is 1 when a module failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import importlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS_DIR = os.path.join(HERE, "results")
+
+
+@dataclass
+class Outcome:
+    """What one benchmark module gave."""
+
+    name: str
+    seconds: float = 0.0
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+def discover() -> list[str]:
+    """The names ``<name>`` of every ``benchmarks/bench_<name>.py``, sorted."""
+    paths = glob.glob(os.path.join(HERE, "bench_*.py"))
+    return sorted(os.path.basename(p)[len("bench_") : -len(".py")] for p in paths)
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with tuples as lists, non-string keys as strings, other objects as ``str``."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def run_module(name: str, quick: bool) -> Outcome:
+    """Import ``benchmarks.bench_<name>`` and call its ``run(quick)`` here, catching failures."""
+    outcome = Outcome(name)
+    start = time.perf_counter()
+    try:
+        module = importlib.import_module(f"benchmarks.bench_{name}")
+        if not callable(getattr(module, "run", None)):
+            raise AttributeError(f"benchmarks.bench_{name} has no run(quick) function")
+        torch.manual_seed(0)
+        result = module.run(quick=quick)
+        if not isinstance(result, dict):
+            raise TypeError(f"run() returned {type(result).__name__}, not a dict")
+        outcome.result = result
+    except Exception:  # one module's failure must not stop the others
+        lines = traceback.format_exc().strip().splitlines()
+        outcome.error = "\n".join(lines[-12:])
+    outcome.seconds = time.perf_counter() - start
+    return outcome
+
+
+def run_isolated(name: str, quick: bool, timeout: float | None) -> Outcome:
+    """Run one module in a fresh Python process (its own thread settings, memory and global
+    random state), with a wall-time limit; the result comes back as JSON."""
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "result.json")
+        command = [sys.executable, "-m", "benchmarks", "--run-one", name, "--json", path]
+        if quick:
+            command.append("--quick")
+        try:
+            done = subprocess.run(
+                command,
+                cwd=os.path.dirname(HERE),
+                timeout=timeout,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        except subprocess.TimeoutExpired:
+            return Outcome(
+                name, time.perf_counter() - start, error=f"timed out after {timeout:.0f} s"
+            )
+        seconds = time.perf_counter() - start
+        if not os.path.isfile(path):
+            tail = "\n".join((done.stderr or "").strip().splitlines()[-12:])
+            return Outcome(name, seconds, error=f"exit status {done.returncode}\n{tail}")
+        with open(path) as f:
+            data = json.load(f)
+    return Outcome(
+        name, data.get("seconds", seconds), data.get("result", {}), data.get("error", "")
+    )
+
+
+def _plots(outcome: Outcome) -> list[str]:
+    """The module's PNG files, as paths relative to ``benchmarks/`` (copied under results/)."""
+    paths = outcome.result.get("plots") or []
+    if isinstance(paths, str):
+        paths = [paths]
+    relative = []
+    for path in paths:
+        if not isinstance(path, str) or not os.path.isfile(path):
+            continue
+        path = os.path.abspath(path)
+        if os.path.dirname(path) != RESULTS_DIR:
+            os.makedirs(RESULTS_DIR, exist_ok=True)
+            target = os.path.join(RESULTS_DIR, f"{outcome.name}_{os.path.basename(path)}")
+            shutil.copyfile(path, target)
+            path = target
+        relative.append(os.path.relpath(path, HERE))
+    return relative
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "platform": platform.platform()}
+    for package in ("torch", "captum", "numpy", "captum_smooth", "sklearn", "matplotlib"):
+        try:
+            versions[package] = str(importlib.import_module(package).__version__)
+        except Exception:
+            versions[package] = "not installed"
+    versions["torch threads"] = str(torch.get_num_threads())
+    versions["torch interop threads"] = str(torch.get_num_interop_threads())
+    versions["cpu cores"] = str(os.cpu_count())
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        versions[var] = os.environ.get(var, "unset")
+    return versions
+
+
+def render(
+    outcomes: list[Outcome], quick: bool, total: float, command: str, timeout: float | None = None
+) -> str:
+    """The RESULTS.md text."""
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Generated by `{command}` ({'quick' if quick else 'full'} sizes) in "
+        f"**{total:.0f} s** wall time. Every number below comes from this run; the quality "
+        "numbers are deterministic (fixed seeds) and reproduce exactly on the same machine, "
+        "torch build and thread count; timings drift between runs and machines: compare them "
+        "as ratios measured side by side. Each module ran in its own fresh process"
+        + (f" with a limit of {timeout:.0f} s." if timeout else "."),
+        "",
+        "## Environment",
+        "",
+        "| what | value |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in _versions().items()]
+    lines += ["", "## Modules", "", "| module | status | wall time (s) | seeds |"]
+    lines.append("|---|---|---|---|")
+    for o in outcomes:
+        seeds = o.result.get("seeds", "")
+        status = "ok" if o.ok else "**FAILED**"
+        lines.append(f"| bench_{o.name} | {status} | {o.seconds:.1f} | {seeds} |")
+    for o in outcomes:
+        lines += ["", f"## bench_{o.name}", ""]
+        if not o.ok:
+            lines += ["**Failed**:", "", "```", o.error, "```"]
+            continue
+        text = o.result.get("markdown") or o.result.get("report")
+        if not text:
+            text = "(no markdown report; figures: `" + repr(o.result.get("figures"))[:2000] + "`)"
+        lines.append(text.strip())
+        for path in _plots(o):
+            if path not in text:
+                lines += ["", f"![{o.name}]({path})"]
+        env = o.result.get("environment")
+        if env:
+            lines += ["", f"Environment reported by the module: `{env}`"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description="Run the benchmarks and write RESULTS.md."
+    )
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (minutes)")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these modules")
+    parser.add_argument("--output", help="report path (default benchmarks/RESULTS.md)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="wall-time limit per module in seconds (default 900; 300 with --quick)",
+    )
+    parser.add_argument("--list", action="store_true", help="list the modules and exit")
+    parser.add_argument("--run-one", help=argparse.SUPPRESS)
+    parser.add_argument("--json", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.run_one:  # the child process of run_isolated
+        outcome = run_module(args.run_one, args.quick)
+        payload = {"seconds": outcome.seconds, "result": outcome.result, "error": outcome.error}
+        with open(args.json, "w") as f:
+            json.dump(_jsonable(payload), f)
+        return 0
+    names = discover()
+    if args.list:
+        print("\n".join(names))
+        return 0
+    if args.only:
+        wanted = [n.removeprefix("bench_").removesuffix(".py") for n in args.only]
+        unknown = [n for n in wanted if n not in names]
+        if unknown:
+            parser.error(f"unknown module(s) {unknown}; available: {', '.join(names)}")
+        names = [n for n in names if n in wanted]
+    timeout = args.timeout if args.timeout is not None else (300.0 if args.quick else 900.0)
+    output = args.output or os.path.join(HERE, "RESULTS-quick.md" if args.quick else "RESULTS.md")
+    command = "python -m benchmarks" + (" --quick" if args.quick else "")
+    if args.only:
+        command += " --only " + " ".join(names)
+    outcomes = []
+    start = time.perf_counter()
+    for name in names:
+        print(f"[benchmarks] bench_{name} ...", file=sys.stderr, flush=True)
+        outcome = run_isolated(name, args.quick, timeout)
+        state = "ok" if outcome.ok else "FAILED"
+        print(f"[benchmarks] bench_{name}: {state} in {outcome.seconds:.1f} s", file=sys.stderr)
+        if not outcome.ok:
+            print(outcome.error, file=sys.stderr)
+        outcomes.append(outcome)
+    total = time.perf_counter() - start
+    with open(output, "w") as f:
+        f.write(render(outcomes, args.quick, total, command, timeout))
+    print(f"[benchmarks] wrote {output} ({total:.0f} s in all)", file=sys.stderr)
+    return 0 if all(o.ok for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
