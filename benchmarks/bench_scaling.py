@@ -8,7 +8,7 @@ SmoothTunnel with ``nt_samples_batch_size="auto"`` against Captum's NoiseTunnel 
 (112 x 112 with ``--quick``), Gaussian noise ``stdevs=0.1``, target 0:
 
 * vs ``nt_samples`` (10, 25, 50, 100) for one image;
-* vs batch size (1, 2, 4, 8) at 10 samples per image;
+* vs batch size (1, 2, 4, 8) at 5 samples per image;
 * the floor: the time of one plain gradient of the same batch times the number of samples (what
   a perfect implementation would cost), and its peak memory.
 
@@ -40,7 +40,7 @@ __all__ = ["run"]
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 STDEVS = 0.1
-BATCH_SWEEP_SAMPLES = 10
+BATCH_SWEEP_SAMPLES = 5
 
 
 def _rss_mb(field: str) -> float:
