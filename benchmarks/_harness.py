@@ -4,6 +4,10 @@ Absolute times drift between machines and runs, so every claim is a ratio of two
 measured side by side, in the same process, interleaved (A B A B ...), median of the repeats.
 Peak memory is measured in a fresh subprocess per configuration: the peak resident set size
 (VmHWM) after resetting it once the model is built, so it counts what the call itself adds.
+The child runs with glibc's mmap threshold fixed at 64 KiB (``MALLOC_MMAP_THRESHOLD_=65536``):
+freed tensors go back to the operating system at once, so the peak does not depend on what the
+warm-up call left in glibc's free lists (without it a call that reuses the warm-up's freed
+blocks looks several times smaller than one that does not).
 """
 
 from __future__ import annotations
@@ -27,13 +31,16 @@ __all__ = ["environment", "markdown_table", "peak_memory_mb", "time_interleaved"
 def time_interleaved(
     candidates: dict[str, Callable[[], Any]], repeats: int = 3, warmup: int = 1
 ) -> dict[str, float]:
-    """Median wall time (s) of each candidate, run interleaved ``repeats`` times."""
+    """Median wall time (s) of each candidate, run interleaved ``repeats`` times (A B, B A, ...)."""
     for _ in range(warmup):
         for fn in candidates.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(repeats):
-        for name, fn in candidates.items():
+    names = list(candidates)
+    for r in range(repeats):
+        # Alternate the order (A B, B A, ...) so neither candidate always runs second.
+        for name in names if r % 2 == 0 else names[::-1]:
+            fn = candidates[name]
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
@@ -78,6 +85,7 @@ def peak_memory_mb(spec: str, **kwargs: Any) -> float:
         text=True,
         check=True,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"},
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     return float(result["peak_mb"] - result["base_mb"])
