@@ -244,7 +244,7 @@ def test_each_draw_is_backup_times_fresh_noise_no_compounding(noise_type: str) -
 
 
 def big_model() -> nn.Module:
-    """Over 2**20 scalars on the CPU: the draws go through parallel sub-streams."""
+    """Over 2**20 scalars: a model the size of a small real network."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(1024, 1024), nn.Linear(1024, 64))
     with torch.no_grad():
@@ -303,7 +303,7 @@ def test_big_model_draws_do_not_depend_on_the_thread_count() -> None:
         assert all(torch.equal(x, y) for x, y in zip(a, b))
 
 
-@pytest.mark.parametrize("make", [Tied, big_model], ids=["one stream", "parallel streams"])
+@pytest.mark.parametrize("make", [Tied, big_model], ids=["tied", "big"])
 def test_every_scalar_gets_an_independent_draw(make: Any) -> None:
     model = make()
     s = 0.2
@@ -318,7 +318,7 @@ def test_every_scalar_gets_an_independent_draw(make: Any) -> None:
     def corr(a: Tensor, b: Tensor) -> float:
         return torch.corrcoef(torch.stack([a.double(), b.double()]))[0, 1].item()
 
-    # Neighbouring scalars, neighbouring rows, two parameters (two sub-streams for the big
+    # Neighbouring scalars, neighbouring rows, two parameters (two tensors of the big
     # model), two draws: all uncorrelated.
     assert abs(corr(flat1[:-1], flat1[1:])) < 5 / math.sqrt(n)
     w = eta1[0]
