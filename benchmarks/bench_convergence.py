@@ -95,7 +95,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             ]
         )
 
-    counts = [4, 8, 16] if quick else [4, 8, 16, 32, 64, 128]
+    counts = [4, 8, 16] if quick else [4, 8, 16, 32, 64]
     curve: dict[str, list[float]] = {}
     for name, kwargs in list(_methods(quick).items())[:3]:
         curve[name] = []
