@@ -85,7 +85,7 @@ def infidelity_of(
     perturb_func: Callable[..., Any] | None = None,
     n_perturb_samples: int = 10,
     perturb_std: float = 0.003,
-    generator: torch.Generator | None = None,
+    perturb_generator: torch.Generator | None = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: int | None = None,
     normalize: bool = False,
@@ -110,8 +110,10 @@ def infidelity_of(
         n_perturb_samples: Perturbations per example (default 10).
         perturb_std: Standard deviation of the default Gaussian perturbation (default 0.003,
             the value in Captum's example).
-        generator: Random generator of the default perturbation (seed it for reproducible
-            scores); ``None`` uses torch's global generator.
+        perturb_generator: Random generator of the default perturbation (seed it for
+            reproducible scores); ``None`` uses torch's global generator. (``generator=``
+            goes to ``method.attribute`` like any other keyword: our smoothing methods take
+            it for their own noise.)
         additional_forward_args: Passed both to ``method.attribute`` and to the model.
         max_examples_per_batch: Passed to ``infidelity`` (bounds memory).
         normalize: Passed to ``infidelity`` (the scale-normalised variant).
@@ -124,15 +126,16 @@ def infidelity_of(
     Examples::
 
         >>> saliency = Saliency(model)
-        >>> infidelity_of(saliency, x, target=3, generator=torch.Generator().manual_seed(0))
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> infidelity_of(saliency, x, target=3, perturb_generator=gen)
     """
     method = _check_method(method)
     _as_tuple(inputs)
     if perturb_func is None:
-        perturb_func = _gaussian_perturb_func(float(perturb_std), generator)
-    elif generator is not None:
+        perturb_func = _gaussian_perturb_func(float(perturb_std), perturb_generator)
+    elif perturb_generator is not None:
         raise ValueError(
-            "`generator` only applies to the default perturbation; seed your own "
+            "`perturb_generator` only applies to the default perturbation; seed your own "
             "`perturb_func` instead"
         )
     call_kwargs = dict(attr_kwargs)
@@ -179,7 +182,7 @@ def sensitivity_max_of(
     perturb_radius: float = 0.02,
     n_perturb_samples: int = 10,
     perturb_func: Callable[..., Any] | None = None,
-    generator: torch.Generator | None = None,
+    perturb_generator: torch.Generator | None = None,
     norm_ord: str = "fro",
     max_examples_per_batch: int | None = None,
     **attr_kwargs: Any,
@@ -200,12 +203,15 @@ def sensitivity_max_of(
         n_perturb_samples: Perturbations per example (default 10).
         perturb_func: Captum's perturbation function ``(inputs[, perturb_radius]) ->
             perturbed_inputs``. ``None`` (default): Captum's uniform perturbation, drawn from
-            torch's global generator, or from ``generator`` when one is given.
-        generator: Random generator of the default perturbation.
+            torch's global generator, or from ``perturb_generator`` when one is given.
+        perturb_generator: Random generator of the default perturbation.
         norm_ord: Norm of the explanation difference (default ``"fro"``).
         max_examples_per_batch: Passed to ``sensitivity_max`` (bounds memory).
         **attr_kwargs: Further keyword arguments of ``method.attribute`` (Captum expands
-            ``additional_forward_args``, ``target`` and ``baselines`` per perturbation).
+            ``additional_forward_args``, ``target`` and ``baselines`` per perturbation). For
+            our smoothing methods pass an int ``generator=`` here: every perturbed input is
+            then explained with the same noise (common random numbers), so the score measures
+            the method's sensitivity, not its Monte-Carlo noise.
 
     Returns:
         A tensor ``(B,)``.
@@ -213,17 +219,20 @@ def sensitivity_max_of(
     Examples::
 
         >>> sensitivity_max_of(Saliency(model), x, target=3)
+        >>> sensitivity_max_of(SmoothGrad(model), x, target=3, nt_samples=20, generator=0)
     """
     method = _check_method(method)
     single = isinstance(inputs, Tensor)
     _as_tuple(inputs)
     if perturb_func is None:
         perturb_func = (
-            default_perturb_func if generator is None else _uniform_perturb_func(generator)
+            default_perturb_func
+            if perturb_generator is None
+            else _uniform_perturb_func(perturb_generator)
         )
-    elif generator is not None:
+    elif perturb_generator is not None:
         raise ValueError(
-            "`generator` only applies to the default perturbation; seed your own "
+            "`perturb_generator` only applies to the default perturbation; seed your own "
             "`perturb_func` instead"
         )
 
