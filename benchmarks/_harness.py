@@ -58,8 +58,10 @@ def _rss_kb(field: str) -> int:
 def _child(spec: str, kwargs_json: str) -> None:
     module_name, func_name = spec.split(":")
     setup = getattr(importlib.import_module(module_name), func_name)
-    run = setup(**json.loads(kwargs_json))  # builds the model, returns the call to measure
-    run()  # warm up lazily allocated pools once
+    # Builds the model, returns the call to measure, or (a cheaper warm-up call, the call).
+    made = setup(**json.loads(kwargs_json))
+    warmup, run = made if isinstance(made, tuple) else (made, made)
+    warmup()  # lazily allocated pools, thread teams
     base = _rss_kb("VmRSS")
     with open("/proc/self/clear_refs", "w") as refs:
         refs.write("5")  # reset the peak RSS to the current RSS
@@ -73,7 +75,8 @@ def peak_memory_mb(spec: str, **kwargs: Any) -> float:
 
     Args:
         spec: ``"module:function"``; the function takes ``kwargs`` and returns a no-argument
-            callable (the call to measure).
+            callable (the call to measure), or a pair ``(warm_up, call)`` when a cheaper call
+            warms up as well.
         **kwargs: JSON-serialisable arguments for the function.
 
     Returns:

@@ -107,19 +107,26 @@ class StreamingMoments:
             self._dtypes = [v.dtype for v in views]
         n_old = self.count if rows is None else self.count[rows]
 
+        # NaN samples are rare: without any, skip the masking (two passes over the chunk).
+        all_valid = bool(valid.all())
         for i, view in enumerate(views):
             acc_dtype = _accumulation_dtype(view.dtype)
             x = view.to(acc_dtype)
-            mask = valid.reshape((b, k) + (1,) * (x.dim() - 2))
-            zero = torch.zeros((), dtype=acc_dtype, device=device)
-            x = torch.where(mask, x, zero)
             n_c = n_chunk.to(acc_dtype).reshape((b,) + (1,) * (x.dim() - 2))
-            mean_c = x.sum(dim=1) / n_c.clamp_min(1)
-            dev = torch.where(mask, x - mean_c.unsqueeze(1), zero)
+            if all_valid:
+                mean_c = x.sum(dim=1) / k
+                dev = x - mean_c.unsqueeze(1)
+            else:
+                mask = valid.reshape((b, k) + (1,) * (x.dim() - 2))
+                zero = torch.zeros((), dtype=acc_dtype, device=device)
+                x = torch.where(mask, x, zero)
+                mean_c = x.sum(dim=1) / n_c.clamp_min(1)
+                dev = torch.where(mask, x - mean_c.unsqueeze(1), zero)
             dev2 = dev * dev
             chunk = [mean_c, dev2.sum(dim=1)]
             if self.higher_moments:
-                chunk += [(dev2 * dev).sum(dim=1), (dev2 * dev2).sum(dim=1)]
+                dev3 = dev2 * dev
+                chunk += [dev3.sum(dim=1), dev3.mul_(dev).sum(dim=1)]
             if first and rows is None:
                 # The first chunk's statistics are taken as they are (bit for bit Captum's mean).
                 for store, value in zip((self.mean, self.m2, self.m3, self.m4), chunk):
@@ -136,7 +143,8 @@ class StreamingMoments:
             n_a = n_old.to(acc_dtype).reshape(n_c.shape)
             merged = _merge(n_a, old, n_c, chunk)
             # Examples without earlier samples take the chunk's statistics as they are.
-            merged = [torch.where(n_a > 0, m, c) for m, c in zip(merged, chunk)]
+            if not bool((n_a > 0).all()):
+                merged = [torch.where(n_a > 0, m, c) for m, c in zip(merged, chunk)]
             for store, value in zip((self.mean, self.m2, self.m3, self.m4), merged):
                 if rows is None:
                     store[i] = value
@@ -218,26 +226,29 @@ class StreamingMoments:
 
 
 def _merge(n_a: Tensor, a: list[Tensor], n_b: Tensor, b: list[Tensor]) -> list[Tensor]:
-    """Merge (mean, M2[, M3, M4]) of two disjoint sample sets (Chan et al.; Pébay 2008)."""
+    """Merge (mean, M2[, M3, M4]) of two disjoint sample sets (Chan et al.; Pébay 2008).
+
+    The counts are ``(b, 1, ...)``: their products are formed first, so that each term costs as
+    few passes over the full-size statistics as possible.
+    """
     n = (n_a + n_b).clamp_min(1)
     delta = b[0] - a[0]
     delta_n = delta / n
     mean = a[0] + delta_n * n_b
-    m2 = a[1] + b[1] + delta * delta_n * n_a * n_b
+    nab = n_a * n_b
+    delta_delta_n = delta * delta_n
+    m2 = a[1] + b[1] + delta_delta_n * nab
     if len(a) == 2:
         return [mean, m2]
-    delta_n2 = delta_n * delta_n
-    m3 = (
-        a[2]
-        + b[2]
-        + delta * delta_n2 * n_a * n_b * (n_a - n_b)
-        + 3 * delta_n * (n_a * b[1] - n_b * a[1])
-    )
+    # delta^3 / n^2 and delta^4 / n^3, from the products already formed.
+    d3 = delta_delta_n * delta_n
+    d4 = d3 * delta_n
+    m3 = a[2] + b[2] + d3 * (nab * (n_a - n_b)) + delta_n * ((3 * n_a) * b[1] - (3 * n_b) * a[1])
     m4 = (
         a[3]
         + b[3]
-        + delta * delta_n2 * delta_n * n_a * n_b * (n_a * n_a - n_a * n_b + n_b * n_b)
-        + 6 * delta_n2 * (n_a * n_a * b[1] + n_b * n_b * a[1])
-        + 4 * delta_n * (n_a * b[2] - n_b * a[2])
+        + d4 * (nab * (n_a * n_a - nab + n_b * n_b))
+        + (delta_n * delta_n) * ((6 * n_a * n_a) * b[1] + (6 * n_b * n_b) * a[1])
+        + delta_n * ((4 * n_a) * b[2] - (4 * n_b) * a[2])
     )
     return [mean, m2, m3, m4]
