@@ -13,6 +13,7 @@ blocks looks several times smaller than one that does not).
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import os
 import platform
@@ -21,11 +22,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-__all__ = ["environment", "markdown_table", "peak_memory_mb", "time_interleaved"]
+__all__ = [
+    "PairedTiming",
+    "environment",
+    "markdown_table",
+    "paired_ratio",
+    "peak_memory_mb",
+    "time_interleaved",
+]
 
 
 def time_interleaved(
@@ -45,6 +54,50 @@ def time_interleaved(
             fn()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+@dataclass(frozen=True)
+class PairedTiming:
+    """Two calls timed in adjacent pairs: medians of each and of the per-pair ratio a/b."""
+
+    a: float
+    b: float
+    ratio: float
+    ratio_low: float
+    ratio_high: float
+
+
+def paired_ratio(
+    a: Callable[[], Any], b: Callable[[], Any], repeats: int = 5, warmup: int = 1
+) -> PairedTiming:
+    """Ratio a/b from pairs timed back to back, the order alternating (A B, then B A, ...).
+
+    The machine's speed drifts by several % over a minute on a shared 2-core box. Both halves
+    of one pair see nearly the same speed, and what drift is left within a pair favours the
+    first call in one pair and the second in the next: the geometric mean of two consecutive
+    pairs cancels it. ``ratio`` is the median of those means over the run (robust to a pair
+    hit by a hiccup); ``ratio_low``/``ratio_high`` are the smallest and largest single pair.
+    """
+    for _ in range(warmup):
+        a()
+        b()
+    times_a: list[float] = []
+    times_b: list[float] = []
+    for r in range(repeats):
+        order = ((a, times_a), (b, times_b))
+        for fn, into in order if r % 2 == 0 else order[::-1]:
+            start = time.perf_counter()
+            fn()
+            into.append(time.perf_counter() - start)
+    ratios = [ta / tb for ta, tb in zip(times_a, times_b, strict=True)]
+    balanced = [(q * q_next) ** 0.5 for q, q_next in itertools.pairwise(ratios)] or ratios
+    return PairedTiming(
+        a=statistics.median(times_a),
+        b=statistics.median(times_b),
+        ratio=statistics.median(balanced),
+        ratio_low=min(ratios),
+        ratio_high=max(ratios),
+    )
 
 
 def _rss_kb(field: str) -> int:

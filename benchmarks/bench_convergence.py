@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from captum.attr import Saliency
 
-from benchmarks._harness import environment, markdown_table, time_interleaved
+from benchmarks._harness import environment, markdown_table, paired_ratio
 from captum_smooth import AdaptiveSigma, RangeShareSigma, SmoothTunnel
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -57,19 +57,18 @@ def run(quick: bool = False) -> dict[str, Any]:
     one, one_target = images[:1], target[:1]
     base = dict(nt_samples=n, nt_samples_batch_size="auto", target=one_target, generator=0)
     repeats = 2 if quick else 4
-    cost = {}
+    cost: dict[str, float] = {}
+    spread: dict[str, tuple[float, float]] = {}
     for nt_type in ("smoothgrad", "smoothgrad_sq"):
-        times = time_interleaved(
-            {
-                "plain": lambda t=nt_type: tunnel.attribute(one, nt_type=t, stdevs=0.1, **base),
-                "tracked": lambda t=nt_type: tunnel.attribute(
-                    one, nt_type=t, stdevs=0.1, return_error=True, **base
-                ),
-            },
+        timing = paired_ratio(
+            lambda t=nt_type: tunnel.attribute(
+                one, nt_type=t, stdevs=0.1, return_error=True, **base
+            ),
+            lambda t=nt_type: tunnel.attribute(one, nt_type=t, stdevs=0.1, **base),
             repeats=repeats,
-            warmup=1,
         )
-        cost[nt_type] = times["tracked"] / times["plain"]
+        cost[nt_type] = timing.ratio
+        spread[nt_type] = (timing.ratio_low, timing.ratio_high)
 
     tolerance = 0.2 if quick else 0.1
     max_samples = 64 if quick else 256
@@ -116,8 +115,8 @@ def run(quick: bool = False) -> dict[str, Any]:
 
     rows = [
         [
-            f"error tracking / plain, {t}, {n} samples, 1 photo, median of {repeats}",
-            cost[t],
+            f"error tracking / plain, {t}, {n} samples, 1 photo, {repeats} pairs",
+            f"{cost[t]:.3f} ({spread[t][0]:.2f}-{spread[t][1]:.2f})",
             "<= 1.05",
         ]
         for t in cost

@@ -15,7 +15,13 @@ from typing import Any
 import torch
 from captum.attr import NoiseTunnel, Saliency
 
-from benchmarks._harness import environment, markdown_table, peak_memory_mb, time_interleaved
+from benchmarks._harness import (
+    PairedTiming,
+    environment,
+    markdown_table,
+    paired_ratio,
+    peak_memory_mb,
+)
 from captum_smooth import AdaptGrad, SmoothGrad, SmoothTunnel
 
 
@@ -49,6 +55,10 @@ def memory_setup(kind: str, nt_samples: int, size: int = 224) -> Any:
     return (lambda: smooth(min(nt_samples, 10))), (lambda: smooth(nt_samples))
 
 
+def _spread(timing: PairedTiming) -> str:
+    return f"{timing.ratio:.3f} ({timing.ratio_low:.2f}-{timing.ratio_high:.2f})"
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     """Measure everything; return the figures and a markdown report."""
     size = 112 if quick else 224
@@ -61,37 +71,25 @@ def run(quick: bool = False) -> dict[str, Any]:
     # The tightest target (5 %) against run-to-run noise of a few %: the overhead is per chunk,
     # so fewer samples (3 chunks of 10) and more repeats measure it better in the same time.
     n_same, repeats_same = (n, repeats) if quick else (30, 9)
-    same = time_interleaved(
-        {
-            "captum": lambda: captum_nt.attribute(
-                image, nt_samples=n_same, nt_samples_batch_size=10, stdevs=0.1, target=0
-            ),
-            "ours": lambda: ours.attribute(
-                image, nt_samples=n_same, nt_samples_batch_size=10, stdevs=0.1, target=0
-            ),
-        },
+    same = paired_ratio(
+        lambda: ours.attribute(
+            image, nt_samples=n_same, nt_samples_batch_size=10, stdevs=0.1, target=0
+        ),
+        lambda: captum_nt.attribute(
+            image, nt_samples=n_same, nt_samples_batch_size=10, stdevs=0.1, target=0
+        ),
         repeats=repeats_same,
     )
-    auto = time_interleaved(
-        {
-            "captum_default": lambda: captum_nt.attribute(
-                image, nt_samples=n, stdevs=0.1, target=0
-            ),
-            "ours_auto": lambda: ours.attribute(
-                image, nt_samples=n, nt_samples_batch_size="auto", stdevs=0.1, target=0
-            ),
-        },
+    auto = paired_ratio(
+        lambda: captum_nt.attribute(image, nt_samples=n, stdevs=0.1, target=0),
+        lambda: ours.attribute(
+            image, nt_samples=n, nt_samples_batch_size="auto", stdevs=0.1, target=0
+        ),
         repeats=repeats,
     )
-    presets = time_interleaved(
-        {
-            "smoothgrad": lambda: SmoothGrad(model).attribute(
-                image, target=0, nt_samples=n, bounds=(0.0, 1.0)
-            ),
-            "adaptgrad": lambda: AdaptGrad(model).attribute(
-                image, target=0, nt_samples=n, bounds=(0.0, 1.0)
-            ),
-        },
+    presets = paired_ratio(
+        lambda: AdaptGrad(model).attribute(image, target=0, nt_samples=n, bounds=(0.0, 1.0)),
+        lambda: SmoothGrad(model).attribute(image, target=0, nt_samples=n, bounds=(0.0, 1.0)),
         repeats=repeats,
     )
     big = 50 if quick else 200
@@ -111,9 +109,9 @@ def run(quick: bool = False) -> dict[str, Any]:
         }
     )
     figures = {
-        "smoothtunnel_over_noisetunnel": same["ours"] / same["captum"],
-        "captum_default_over_auto": auto["captum_default"] / auto["ours_auto"],
-        "adaptgrad_over_smoothgrad": presets["adaptgrad"] / presets["smoothgrad"],
+        "smoothtunnel_over_noisetunnel": same.ratio,
+        "captum_default_over_auto": auto.ratio,
+        "adaptgrad_over_smoothgrad": presets.ratio,
         "memory_auto_big_over_10": mem[f"ours_auto_{big}"] / max(mem["ours_auto_10"], 1.0),
         "memory_captum_big_over_10": mem[f"captum_{captum_big}"] / max(mem["captum_10"], 1.0),
     }
@@ -121,24 +119,24 @@ def run(quick: bool = False) -> dict[str, Any]:
     rows = [
         [
             f"SmoothTunnel / NoiseTunnel, same settings ({n_same} samples in chunks of 10, "
-            f"median of {repeats_same})",
-            f"{same['ours']:.2f} s",
-            f"{same['captum']:.2f} s",
-            figures["smoothtunnel_over_noisetunnel"],
+            f"{repeats_same} pairs)",
+            f"{same.a:.2f} s",
+            f"{same.b:.2f} s",
+            _spread(same),
             "<= 1.05",
         ],
         [
             f'Captum default / ours "auto" (chunk {chunk})',
-            f"{auto['ours_auto']:.2f} s",
-            f"{auto['captum_default']:.2f} s",
-            figures["captum_default_over_auto"],
+            f"{auto.a:.2f} s",
+            f"{auto.b:.2f} s",
+            _spread(auto),
             ">= 1.3",
         ],
         [
-            "AdaptGrad (51 evals) / SmoothGrad (50)",
-            f"{presets['adaptgrad']:.2f} s",
-            f"{presets['smoothgrad']:.2f} s",
-            figures["adaptgrad_over_smoothgrad"],
+            f"AdaptGrad ({n + 1} evals) / SmoothGrad ({n})",
+            f"{presets.a:.2f} s",
+            f"{presets.b:.2f} s",
+            _spread(presets),
             "<= 1.05",
         ],
         [
@@ -158,12 +156,21 @@ def run(quick: bool = False) -> dict[str, Any]:
     ]
     report = (
         f"ResNet-18-sized CNN (random weights), one {size}x{size} image, {n} samples, "
-        f"median of {repeats} interleaved repeats.\n\n"
+        f"{repeats} pairs unless stated. Times are medians; a ratio is the median of the "
+        "per-pair ratios (each pair back to back, order alternating), with the smallest and "
+        "largest pair in brackets.\n\n"
         + markdown_table(["comparison", "a", "b", "ratio a/b", "target"], rows)
     )
     return {
         "figures": figures,
-        "times": {**same, **auto, **presets},
+        "times": {
+            "ours_same": same.a,
+            "captum_same": same.b,
+            "captum_default": auto.a,
+            "ours_auto": auto.b,
+            "adaptgrad": presets.a,
+            "smoothgrad": presets.b,
+        },
         "memory_mb": mem,
         "environment": environment(),
         "markdown": report,

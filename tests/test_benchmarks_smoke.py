@@ -280,3 +280,30 @@ def test_paired_verdicts_follow_the_metric_direction() -> None:
     assert quality._compare(table, "up", "C", "A").verdict == "better"
     same = quality._compare(table, "up", "A", "A")
     assert same.verdict == "tie" and same.diff == (0.0, 0.0)
+
+
+# ------------------------------------------------------------------------- timing harness
+
+
+def test_paired_ratio_cancels_drift_in_machine_speed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks import _harness
+
+    clock = [0.0]
+    speed = [1.0]  # the machine slows by 10 % after every call
+
+    def call(cost: float) -> None:
+        clock[0] += cost * speed[0]
+        speed[0] *= 1.1
+
+    monkeypatch.setattr(_harness.time, "perf_counter", lambda: clock[0])
+    timing = _harness.paired_ratio(lambda: call(1.1), lambda: call(1.0), repeats=6, warmup=1)
+    # A runs first in even pairs (slower B: ratio 1.1 / 1.1), second in odd ones (1.1 * 1.1):
+    # single pairs straddle the true 1.1; consecutive pairs together recover it exactly.
+    assert timing.ratio == pytest.approx(1.1)
+    assert timing.ratio_low == pytest.approx(1.0)
+    assert timing.ratio_high == pytest.approx(1.21)
+    assert timing.a > timing.b
+    # The ratio of two medians keeps the drift: the machine slowed between A's and B's runs.
+    speed[0] = 1.0
+    times = _harness.time_interleaved({"a": lambda: call(1.1), "b": lambda: call(1.0)}, repeats=6)
+    assert abs(times["a"] / times["b"] - 1.1) > 0.004
