@@ -66,6 +66,10 @@ class PairedTiming:
     ratio_low: float
     ratio_high: float
 
+    def summary(self) -> str:
+        """The ratio with the smallest and largest single pair, for a table cell."""
+        return f"{self.ratio:.3f} ({self.ratio_low:.2f}-{self.ratio_high:.2f})"
+
 
 def paired_ratio(
     a: Callable[[], Any], b: Callable[[], Any], repeats: int = 5, warmup: int = 1

@@ -58,7 +58,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     base = dict(nt_samples=n, nt_samples_batch_size="auto", target=one_target, generator=0)
     repeats = 2 if quick else 4
     cost: dict[str, float] = {}
-    spread: dict[str, tuple[float, float]] = {}
+    cells: dict[str, str] = {}
     for nt_type in ("smoothgrad", "smoothgrad_sq"):
         timing = paired_ratio(
             lambda t=nt_type: tunnel.attribute(
@@ -68,7 +68,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             repeats=repeats,
         )
         cost[nt_type] = timing.ratio
-        spread[nt_type] = (timing.ratio_low, timing.ratio_high)
+        cells[nt_type] = timing.summary()
 
     tolerance = 0.2 if quick else 0.1
     max_samples = 64 if quick else 256
@@ -116,7 +116,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     rows = [
         [
             f"error tracking / plain, {t}, {n} samples, 1 photo, {repeats} pairs",
-            f"{cost[t]:.3f} ({spread[t][0]:.2f}-{spread[t][1]:.2f})",
+            cells[t],
             "<= 1.05",
         ]
         for t in cost

@@ -19,7 +19,7 @@ import torch
 from captum.attr import Saliency
 from torch import nn
 
-from benchmarks._harness import environment, markdown_table, peak_memory_mb, time_interleaved
+from benchmarks._harness import environment, markdown_table, paired_ratio, peak_memory_mb
 from captum_smooth.methods.noisegrad import NoiseGrad
 from captum_smooth.noise.weights import WeightNoise
 
@@ -117,18 +117,16 @@ def run(quick: bool = False, threads: int | None = None) -> dict[str, Any]:
     param_mb = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
     buffer_mb = sum(b.numel() * b.element_size() for b in model.buffers()) / 2**20
 
-    times = time_interleaved(
-        {kind: make(model, image, m) for kind, make in _KINDS.items()}, repeats=repeats
-    )
+    calls = {kind: make(model, image, m) for kind, make in _KINDS.items()}
+    vs_saliency = paired_ratio(calls["noisegrad"], calls["saliency"], repeats=repeats)
+    vs_copy = paired_ratio(calls["noisegrad"], calls["copy"], repeats=repeats, warmup=0)
     # The cost of a draw is fixed per draw, the gradient's grows with the batch: batch 8 shows
     # how far the overhead amortises (fewer draws keep the run short; the ratio is per draw).
     batch, m_batch = (4, 2) if quick else (8, 5)
     _, images = _model_and_image(size, batch)
-    batched = time_interleaved(
-        {
-            "saliency": _saliency_calls(model, images, m_batch),
-            "noisegrad": _noisegrad(model, images, m_batch),
-        },
+    batched = paired_ratio(
+        _noisegrad(model, images, m_batch),
+        _saliency_calls(model, images, m_batch),
         repeats=max(2, repeats - 1),
     )
     perturb_s, restore_s = _draw_cost(model, repeats=3)
@@ -138,11 +136,12 @@ def run(quick: bool = False, threads: int | None = None) -> dict[str, Any]:
         )
         for kind in _KINDS
     }
-    floor = perturb_s / (times["saliency"] / m)
+    saliency_s = vs_saliency.b
+    floor = perturb_s / (saliency_s / m)
     figures = {
-        "noisegrad_over_saliency": times["noisegrad"] / times["saliency"],
-        "noisegrad_over_copy": times["noisegrad"] / times["copy"],
-        f"noisegrad_over_saliency_batch{batch}": batched["noisegrad"] / batched["saliency"],
+        "noisegrad_over_saliency": vs_saliency.ratio,
+        "noisegrad_over_copy": vs_copy.ratio,
+        f"noisegrad_over_saliency_batch{batch}": batched.ratio,
         "extra_memory_over_saliency_mb": mem["noisegrad"] - mem["saliency"],
         "extra_memory_in_parameter_copies": (mem["noisegrad"] - mem["saliency"]) / param_mb,
         "perturb_s": perturb_s,
@@ -151,23 +150,23 @@ def run(quick: bool = False, threads: int | None = None) -> dict[str, Any]:
     rows = [
         [
             f"NoiseGrad M={m} / {m} Saliency calls",
-            f"{times['noisegrad']:.2f} s",
-            f"{times['saliency']:.2f} s",
-            figures["noisegrad_over_saliency"],
+            f"{vs_saliency.a:.2f} s",
+            f"{vs_saliency.b:.2f} s",
+            vs_saliency.summary(),
             "<= 1.3",
         ],
         [
             f"same, batch of {batch} images, M={m_batch}",
-            f"{batched['noisegrad']:.2f} s",
-            f"{batched['saliency']:.2f} s",
-            figures[f"noisegrad_over_saliency_batch{batch}"],
+            f"{batched.a:.2f} s",
+            f"{batched.b:.2f} s",
+            batched.summary(),
             "<= 1.3",
         ],
         [
             f"NoiseGrad M={m} / deepcopy + perturb per draw",
-            f"{times['noisegrad']:.2f} s",
-            f"{times['copy']:.2f} s",
-            figures["noisegrad_over_copy"],
+            f"{vs_copy.a:.2f} s",
+            f"{vs_copy.b:.2f} s",
+            vs_copy.summary(),
             "<= 1.0",
         ],
         [
@@ -195,15 +194,17 @@ def run(quick: bool = False, threads: int | None = None) -> dict[str, Any]:
         [
             "one weight draw / one Saliency call (1 image): the floor of the overhead",
             f"{perturb_s * 1e3:.0f} ms",
-            f"{times['saliency'] / m * 1e3:.0f} ms",
-            perturb_s / (times["saliency"] / m),
+            f"{saliency_s / m * 1e3:.0f} ms",
+            floor,
             "",
         ],
     ]
     report = (
         f"ResNet-18-sized CNN ({n_params / 1e6:.1f} M parameters, random weights), one "
-        f"{size}x{size} image, Saliency inner method, s = {STDEV}, median of {repeats} "
-        "interleaved repeats; peak memory in a fresh process per configuration.\n\n"
+        f"{size}x{size} image, Saliency inner method, s = {STDEV}, "
+        f"{repeats} pairs timed back to back (batch: one pair fewer); a ratio is the median "
+        "over the pairs, the smallest and largest pair in brackets; peak memory in a fresh "
+        "process per configuration.\n\n"
         + markdown_table(["comparison", "a", "b", "a/b", "target"], rows)
         + "\n\nEvery draw must write fresh normals into every weight. With torch's CPU "
         f"generator (4 sub-streams drawn in parallel) that costs {floor:.2f} of one "
@@ -213,7 +214,13 @@ def run(quick: bool = False, threads: int | None = None) -> dict[str, Any]:
     )
     return {
         "figures": figures,
-        "times": {**times, **{f"{k}_batch{batch}": v for k, v in batched.items()}},
+        "times": {
+            "noisegrad": vs_saliency.a,
+            "saliency": vs_saliency.b,
+            "copy": vs_copy.b,
+            f"noisegrad_batch{batch}": batched.a,
+            f"saliency_batch{batch}": batched.b,
+        },
         "memory_mb": mem,
         "parameter_mb": param_mb,
         "environment": environment(),

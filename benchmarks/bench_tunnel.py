@@ -16,7 +16,6 @@ import torch
 from captum.attr import NoiseTunnel, Saliency
 
 from benchmarks._harness import (
-    PairedTiming,
     environment,
     markdown_table,
     paired_ratio,
@@ -53,10 +52,6 @@ def memory_setup(kind: str, nt_samples: int, size: int = 224) -> Any:
 
     # The warm-up runs one full chunk: what a long call repeats is then all allocated once.
     return (lambda: smooth(min(nt_samples, 10))), (lambda: smooth(nt_samples))
-
-
-def _spread(timing: PairedTiming) -> str:
-    return f"{timing.ratio:.3f} ({timing.ratio_low:.2f}-{timing.ratio_high:.2f})"
 
 
 def run(quick: bool = False) -> dict[str, Any]:
@@ -122,21 +117,21 @@ def run(quick: bool = False) -> dict[str, Any]:
             f"{repeats_same} pairs)",
             f"{same.a:.2f} s",
             f"{same.b:.2f} s",
-            _spread(same),
+            same.summary(),
             "<= 1.05",
         ],
         [
             f'Captum default / ours "auto" (chunk {chunk})',
             f"{auto.a:.2f} s",
             f"{auto.b:.2f} s",
-            _spread(auto),
+            auto.summary(),
             ">= 1.3",
         ],
         [
             f"AdaptGrad ({n + 1} evals) / SmoothGrad ({n})",
             f"{presets.a:.2f} s",
             f"{presets.b:.2f} s",
-            _spread(presets),
+            presets.summary(),
             "<= 1.05",
         ],
         [
