@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -464,15 +465,39 @@ def test_big_model_restored_after_an_interrupted_session(exc: type[BaseException
     assert_identical(before, model)
 
 
-def test_sigint_during_restore_is_delivered_after_it() -> None:
+@pytest.fixture
+def sigint_handler() -> Iterator[Callable[[Any], None]]:
+    """Sets SIGINT's handler for a test, and puts the process's own back afterwards.
+
+    A shell starts background jobs with SIGINT ignored, and Python then keeps it ignored: the
+    tests set the handler they mean instead of inheriting whatever launched pytest.
+    """
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signals go to the main thread")
+    original = signal.getsignal(signal.SIGINT)
+    yield lambda handler: signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGINT, original)
+
+
+def test_sigint_during_restore_is_delivered_after_it(
+    sigint_handler: Callable[[Any], None],
+) -> None:
+    sigint_handler(signal.default_int_handler)
     reached = []
     with pytest.raises(KeyboardInterrupt), _sigint_deferred():
         os.kill(os.getpid(), signal.SIGINT)
         reached.append("after the signal")
     assert reached == ["after the signal"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ignored_sigint_stays_ignored_through_restore(
+    sigint_handler: Callable[[Any], None],
+) -> None:
+    sigint_handler(signal.SIG_IGN)
+    with _sigint_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
 # --------------------------------------------------------------------------------------------
