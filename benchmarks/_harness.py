@@ -1,7 +1,9 @@
 """Shared measuring tools: interleaved timing, peak memory in a fresh process, tables.
 
 Absolute times drift between machines and runs, so every claim is a ratio of two things
-measured side by side, in the same process, interleaved (A B A B ...), median of the repeats.
+measured side by side, in the same process, interleaved with the order alternating (A B, B A,
+...): :func:`time_interleaved` gives the median of each; :func:`paired_ratio`, for tight
+targets, the ratio from back-to-back pairs (see :data:`PAIRED_RATIO_NOTE`).
 Peak memory is measured in a fresh subprocess per configuration: the peak resident set size
 (VmHWM) after resetting it once the model is built, so it counts what the call itself adds.
 The child runs with glibc's mmap threshold fixed at 64 KiB (``MALLOC_MMAP_THRESHOLD_=65536``):
@@ -28,13 +30,22 @@ from typing import Any
 import torch
 
 __all__ = [
+    "PAIRED_RATIO_NOTE",
     "PairedTiming",
     "environment",
     "markdown_table",
     "paired_ratio",
     "peak_memory_mb",
+    "run_standalone",
     "time_interleaved",
 ]
+
+#: How :func:`paired_ratio` reads, for the reports that print its figures.
+PAIRED_RATIO_NOTE = (
+    "Times are medians; each pair runs back to back, the order alternating, and a ratio is the "
+    "median over the run of the geometric means of two consecutive pairs (drift cancels), with "
+    "the smallest and largest single pair in brackets."
+)
 
 
 def time_interleaved(
@@ -58,7 +69,11 @@ def time_interleaved(
 
 @dataclass(frozen=True)
 class PairedTiming:
-    """Two calls timed in adjacent pairs: medians of each and of the per-pair ratio a/b."""
+    """Two calls timed in back-to-back pairs: the median time of each and their ratio a/b.
+
+    ``ratio`` is the median of the geometric means of consecutive pairs (see
+    :func:`paired_ratio`); ``ratio_low``/``ratio_high`` the smallest and largest single pair.
+    """
 
     a: float
     b: float
@@ -180,3 +195,14 @@ def environment() -> dict[str, str]:
 
 if __name__ == "__main__":
     _child(sys.argv[1], sys.argv[2])
+
+
+def run_standalone(run: Callable[..., dict[str, Any]], description: str | None) -> None:
+    """``python -m benchmarks.bench_x [--quick]``: run one module and print its report."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes")
+    result = run(quick=parser.parse_args().quick)
+    print(result["markdown"])
+    print(result["environment"])

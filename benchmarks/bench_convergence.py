@@ -12,14 +12,19 @@ Run: ``python -m benchmarks.bench_convergence`` (``--quick`` for a smaller check
 
 from __future__ import annotations
 
-import argparse
 import os
 from typing import Any
 
 import torch
 from captum.attr import Saliency
 
-from benchmarks._harness import environment, markdown_table, paired_ratio
+from benchmarks._harness import (
+    PAIRED_RATIO_NOTE,
+    environment,
+    markdown_table,
+    paired_ratio,
+    run_standalone,
+)
 from captum_smooth import AdaptiveSigma, RangeShareSigma, SmoothTunnel
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -125,7 +130,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         f"EfficientNet-Lite0 (embedded), {images.shape[0]} photo(s) at {images.shape[-1]} px, "
         "Saliency with Captum's default abs=True (magnitude maps: signed SmoothGrad maps "
         "mostly cancel, and their relative error stays near 1 for hundreds of samples), "
-        "generator seed 0.\n\n"
+        f"generator seed 0. {PAIRED_RATIO_NOTE}\n\n"
         + markdown_table(["comparison", "ratio", "target"], rows)
         + f"\n\nSamples needed for a relative error <= {tolerance} (max {max_samples}), "
         "per photo:\n\n"
@@ -166,11 +171,7 @@ def _plot(counts: list[int], curve: dict[str, list[float]]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    result = run(quick=parser.parse_args().quick)
-    print(result["markdown"])
-    print(result["environment"])
+    run_standalone(run, __doc__)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ than Captum.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +28,7 @@ import torch
 from captum.attr import NoiseTunnel, Saliency
 from torch import nn
 
-from benchmarks._harness import environment, markdown_table, time_interleaved
+from benchmarks._harness import environment, markdown_table, run_standalone, time_interleaved
 from captum_smooth import AdaptGrad, FusionGrad, NoiseGrad, SmoothGrad, SmoothTaylor
 
 __all__ = ["run"]
@@ -174,11 +173,7 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    result = run(quick=parser.parse_args().quick)
-    print(result["markdown"])
-    print(result["environment"])
+    run_standalone(run, __doc__)
 
 
 if __name__ == "__main__":

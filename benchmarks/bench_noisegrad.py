@@ -19,7 +19,13 @@ import torch
 from captum.attr import Saliency
 from torch import nn
 
-from benchmarks._harness import environment, markdown_table, paired_ratio, peak_memory_mb
+from benchmarks._harness import (
+    PAIRED_RATIO_NOTE,
+    environment,
+    markdown_table,
+    paired_ratio,
+    peak_memory_mb,
+)
 from captum_smooth.methods.noisegrad import NoiseGrad
 from captum_smooth.noise.weights import WeightNoise
 
@@ -202,9 +208,8 @@ def run(quick: bool = False, threads: int | None = None) -> dict[str, Any]:
     report = (
         f"ResNet-18-sized CNN ({n_params / 1e6:.1f} M parameters, random weights), one "
         f"{size}x{size} image, Saliency inner method, s = {STDEV}, "
-        f"{repeats} pairs timed back to back (batch: one pair fewer); a ratio is the median "
-        "over the pairs, the smallest and largest pair in brackets; peak memory in a fresh "
-        "process per configuration.\n\n"
+        f"{repeats} pairs (batch: one pair fewer); peak memory in a fresh process per "
+        f"configuration. {PAIRED_RATIO_NOTE}\n\n"
         + markdown_table(["comparison", "a", "b", "a/b", "target"], rows)
         + "\n\nEvery draw must write fresh normals into every weight. With torch's CPU "
         f"generator (4 sub-streams drawn in parallel) that costs {floor:.2f} of one "

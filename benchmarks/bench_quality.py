@@ -30,7 +30,6 @@ times are measured once per call.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import statistics
@@ -46,7 +45,7 @@ from captum.attr import Attribution, IntegratedGradients, NoiseTunnel, Saliency
 from torch import Tensor, nn
 
 from benchmarks._controls import BlurredGradient, EdgeMap, RandomMap, gaussian_blur
-from benchmarks._harness import environment, markdown_table
+from benchmarks._harness import environment, markdown_table, run_standalone
 from benchmarks._patch_data import (
     make_patch_data,
     pointing_game,
@@ -922,12 +921,7 @@ def run(quick: bool = False, config: Config | None = None) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    result = run(quick=args.quick)
-    print(result["markdown"])
-    print(result["environment"])
+    run_standalone(run, __doc__)
 
 
 if __name__ == "__main__":

@@ -9,17 +9,18 @@ AdaptGrad / SmoothGrad <= 1.05; peak memory at 200 vs 10 samples with "auto" <= 
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import torch
 from captum.attr import NoiseTunnel, Saliency
 
 from benchmarks._harness import (
+    PAIRED_RATIO_NOTE,
     environment,
     markdown_table,
     paired_ratio,
     peak_memory_mb,
+    run_standalone,
 )
 from captum_smooth import AdaptGrad, SmoothGrad, SmoothTunnel
 
@@ -153,10 +154,8 @@ def run(quick: bool = False) -> dict[str, Any]:
     ]
     report = (
         f"ResNet-18-sized CNN (random weights), one {size}x{size} image, {n} samples, "
-        f"{repeats} pairs unless stated. Times are medians; each pair runs back to back, the "
-        "order alternating, and a ratio is the median over the run of the geometric means of "
-        "two consecutive pairs (drift cancels), with the smallest and largest single pair in "
-        "brackets.\n\n" + markdown_table(["comparison", "a", "b", "ratio a/b", "target"], rows)
+        f"{repeats} pairs unless stated. {PAIRED_RATIO_NOTE}\n\n"
+        + markdown_table(["comparison", "a", "b", "ratio a/b", "target"], rows)
     )
     return {
         "figures": figures,
@@ -175,12 +174,7 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    result = run(quick=args.quick)
-    print(result["markdown"])
-    print(result["environment"])
+    run_standalone(run, __doc__)
 
 
 if __name__ == "__main__":

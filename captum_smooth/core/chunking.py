@@ -3,10 +3,10 @@
 Captum's NoiseTunnel sends all ``B * N`` copies at once by default: memory grows with
 ``nt_samples``, and large batches are slower per sample on a CPU (measured on 2 idle cores with
 a ResNet-18 at 224 x 224, 48 samples: 4.1 s in one batch, 2.4-2.5 s in chunks of 6 to 16, 3.0 s
-in chunks of 24, 2.7 s in chunks of 4). ``"auto"`` picks a
-chunk from the size of the input and of the inner method's own expansion (Integrated Gradients
-evaluates ``n_steps`` points per copy), so that one inner call holds a bounded number of input
-elements: memory is then bounded by the chunk, whatever ``nt_samples`` is.
+in chunks of 24, 2.7 s in chunks of 4). ``"auto"`` picks a chunk from the size of the input and
+of the inner method's own expansion (Integrated Gradients evaluates ``n_steps`` points per
+copy), so that one inner call holds a bounded number of input elements: memory is then bounded
+by the chunk, whatever ``nt_samples`` is.
 """
 
 from __future__ import annotations
