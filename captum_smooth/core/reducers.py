@@ -19,15 +19,145 @@ counted. A chunk may cover a subset of the examples (those still sampling).
 
 from __future__ import annotations
 
-from typing import Literal
+import inspect
+from collections.abc import Callable
+from typing import Any, Literal, Protocol, Union, runtime_checkable
 
 import torch
 from torch import Tensor
 
+from ..registry import Registry
+
 NtType = Literal["smoothgrad", "smoothgrad_sq", "vargrad"]
+#: Captum's NoiseTunnel reducers (``nt_type``), built in here.
 NT_TYPES: tuple[str, ...] = ("smoothgrad", "smoothgrad_sq", "vargrad")
 
-__all__ = ["NT_TYPES", "NtType", "StreamingMoments"]
+__all__ = [
+    "NT_TYPES",
+    "REDUCERS",
+    "MeanReducer",
+    "MeanSquareReducer",
+    "NtType",
+    "Reducer",
+    "ReducerFactory",
+    "StreamingMoments",
+    "VarianceReducer",
+    "get_reducer",
+    "make_reducer",
+    "reducer_names",
+    "register_reducer",
+]
+
+
+@runtime_checkable
+class Reducer(Protocol):
+    """What the loop feeds the sampled attributions into (one per call, made by a factory).
+
+    The contract, for reducers written outside the package:
+
+    * ``factory(batch_size)`` returns the reducer (a factory may also take the keyword
+      ``track_error: bool``, told whether :meth:`standard_error` will be asked for);
+    * ``update(attributions, k, rows=None)``: ``attributions`` is a tuple of tensors holding one
+      chunk of ``k`` samples of each example being sampled, example-major (the ``k`` rows of one
+      example adjacent): ``len(rows) * k`` rows, or ``batch_size * k`` when ``rows`` is None;
+      ``rows`` are the indices of the examples the chunk covers;
+    * ``result()``: a tuple of tensors with one row per example;
+    * optional ``standard_error()``: the Monte-Carlo standard error of ``result()``, same
+      shapes; it enables ``return_error`` and ``tolerance``;
+    * optional ``draw_average = True``: ``result()`` of all samples is the average of the
+      results of the weight draws (the mean, the mean of squares): the loop's error under
+      weight noise is then the spread between draws;
+    * optional ``count`` and ``n_dropped`` tensors ``(B,)``: the samples used and dropped per
+      example, for the loop's report.
+    """
+
+    def update(
+        self, attributions: tuple[Tensor, ...], k: int, rows: Tensor | None = None
+    ) -> Any: ...
+
+    def result(self) -> tuple[Tensor, ...]: ...
+
+
+ReducerFactory = Callable[..., Reducer]
+ReducerLike = Union[str, ReducerFactory]
+
+#: The reducers by name: :func:`register_reducer` adds to it; ``nt_type`` and ``reducer``
+#: take its names; the command line, the README's list and the tests read it.
+REDUCERS: Registry[ReducerFactory] = Registry("reducer", "reducer")
+
+
+def register_reducer(name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[Any], Any]:
+    """Register a reducer factory (a class or a function of ``batch_size``) under ``name``.
+
+    Once registered, ``nt_type="name"`` or ``reducer="name"`` selects it in every method, and
+    :func:`reducer_names` lists it.
+
+    Args:
+        name: The reducer's name (case-insensitive; ``-`` and spaces read as ``_``).
+        aliases: Other names for it.
+
+    Returns:
+        The decorator (it returns the factory unchanged).
+
+    Examples::
+
+        >>> @register_reducer("maximum")
+        ... class Maximum:
+        ...     def __init__(self, batch_size): self.best = None
+        ...     def update(self, attributions, k, rows=None): ...
+        ...     def result(self): return self.best
+    """
+    add = REDUCERS.register(name, aliases=aliases)
+
+    def _check_and_add(factory: Any) -> Any:
+        if not callable(factory):
+            raise TypeError(f"register_reducer takes a callable factory, got {factory!r}")
+        return add(factory)
+
+    return _check_and_add
+
+
+def reducer_names() -> list[str]:
+    """The registered reducer names, Captum's ``nt_type`` names first."""
+    return REDUCERS.names()
+
+
+def get_reducer(reducer: ReducerLike) -> ReducerFactory:
+    """A reducer factory from a registered name or a factory (returned as it is).
+
+    Raises:
+        ValueError: Unknown name (the message lists the registered ones).
+        TypeError: Neither a string nor a callable.
+    """
+    if isinstance(reducer, str):
+        return REDUCERS.get(reducer)
+    if callable(reducer):
+        return reducer
+    raise TypeError(
+        f"`reducer` must be a registered name ({REDUCERS}) or a factory "
+        f"`factory(batch_size) -> reducer`, got {type(reducer).__name__}"
+    )
+
+
+def make_reducer(factory: ReducerFactory, batch_size: int, *, track_error: bool) -> Reducer:
+    """Call ``factory(batch_size)``, passing ``track_error`` when the factory takes it.
+
+    Raises:
+        TypeError: The object made lacks ``update`` or ``result``.
+    """
+    try:
+        takes_flag = "track_error" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        takes_flag = False
+    reducer = factory(batch_size, track_error=track_error) if takes_flag else factory(batch_size)
+    if not (
+        callable(getattr(reducer, "update", None)) and callable(getattr(reducer, "result", None))
+    ):
+        raise TypeError(
+            f"the reducer factory {factory!r} made {type(reducer).__name__}, which lacks "
+            "`update(attributions, k, rows=None)` or `result()`"
+        )
+    return reducer
 
 
 def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -82,83 +212,84 @@ class StreamingMoments:
             The number of samples dropped for NaNs in this chunk, per covered example ``(b,)``.
         """
         b = self.batch_size if rows is None else int(rows.numel())
-        k = samples_per_example
-        views = []
-        for attr in attributions:
-            if attr.shape[0] != b * k:
-                raise ValueError(
-                    f"the attribution method returned {attr.shape[0]} rows for {b} example(s) x "
-                    f"{k} sample(s); expected one row per noisy sample"
-                )
-            views.append(attr.detach().reshape((b, k, *attr.shape[1:])))
-        device = views[0].device
-        # A sample is valid when none of its attribution tensors holds a NaN.
-        valid = torch.ones(b, k, dtype=torch.bool, device=device)
-        for view in views:
-            if view.is_floating_point():
-                valid &= ~torch.isnan(view.reshape(b, k, -1)).any(dim=2)
+        views = _example_views(attributions, b, samples_per_example)
+        valid = _valid_samples(views)
         n_chunk = valid.sum(dim=1)
-        dropped = k - n_chunk
-
         first = self.count is None
         if self.count is None:
-            self.count = torch.zeros(self.batch_size, dtype=torch.long, device=device)
-            self.n_dropped = torch.zeros(self.batch_size, dtype=torch.long, device=device)
+            self.count = torch.zeros(self.batch_size, dtype=torch.long, device=valid.device)
+            self.n_dropped = torch.zeros_like(self.count)
             self._dtypes = [v.dtype for v in views]
         n_old = self.count if rows is None else self.count[rows]
-
         # NaN samples are rare: without any, skip the masking (two passes over the chunk).
-        all_valid = bool(valid.all())
+        mask = None if bool(valid.all()) else valid
         for i, view in enumerate(views):
-            acc_dtype = _accumulation_dtype(view.dtype)
-            x = view.to(acc_dtype)
-            n_c = n_chunk.to(acc_dtype).reshape((b,) + (1,) * (x.dim() - 2))
-            if all_valid:
-                mean_c = x.sum(dim=1) / k
-                dev = x - mean_c.unsqueeze(1)
-            else:
-                mask = valid.reshape((b, k) + (1,) * (x.dim() - 2))
-                zero = torch.zeros((), dtype=acc_dtype, device=device)
-                x = torch.where(mask, x, zero)
-                mean_c = x.sum(dim=1) / n_c.clamp_min(1)
-                dev = torch.where(mask, x - mean_c.unsqueeze(1), zero)
-            dev2 = dev * dev
-            chunk = [mean_c, dev2.sum(dim=1)]
-            if self.higher_moments:
-                dev3 = dev2 * dev
-                chunk += [dev3.sum(dim=1), dev3.mul_(dev).sum(dim=1)]
+            chunk = self._chunk_moments(view, n_chunk, mask)
             if first and rows is None:
                 # The first chunk's statistics are taken as they are (bit for bit Captum's mean).
-                for store, value in zip((self.mean, self.m2, self.m3, self.m4), chunk):
-                    store.append(value)
+                self._stores_append(chunk)
                 continue
             if first:
-                for store, value in zip((self.mean, self.m2, self.m3, self.m4), chunk):
-                    store.append(value.new_zeros((self.batch_size, *value.shape[1:])))
-            old = [self.mean[i], self.m2[i]]
-            if self.higher_moments:
-                old += [self.m3[i], self.m4[i]]
-            if rows is not None:
-                old = [t[rows] for t in old]
-            n_a = n_old.to(acc_dtype).reshape(n_c.shape)
-            merged = _merge(n_a, old, n_c, chunk)
-            # Examples without earlier samples take the chunk's statistics as they are.
-            if not bool((n_a > 0).all()):
-                merged = [torch.where(n_a > 0, m, c) for m, c in zip(merged, chunk)]
-            for store, value in zip((self.mean, self.m2, self.m3, self.m4), merged):
-                if rows is None:
-                    store[i] = value
-                else:
-                    store[i] = store[i].index_copy(0, rows, value)
-        n_dropped = self.n_dropped
+                self._stores_append([c.new_zeros((self.batch_size, *c.shape[1:])) for c in chunk])
+            self._merge_into(i, n_old, n_chunk, chunk, rows)
+        self._count_samples(n_chunk, samples_per_example - n_chunk, rows)
+        return samples_per_example - n_chunk
+
+    def _stores(self) -> tuple[list[Tensor], ...]:
+        stores = (self.mean, self.m2, self.m3, self.m4)
+        return stores if self.higher_moments else stores[:2]
+
+    def _stores_append(self, values: list[Tensor]) -> None:
+        for store, value in zip(self._stores(), values):
+            store.append(value)
+
+    def _chunk_moments(self, view: Tensor, n_chunk: Tensor, mask: Tensor | None) -> list[Tensor]:
+        """Mean and sums of powers of deviations of one chunk ``(b, k, ...)``, NaN rows masked."""
+        b, k = view.shape[:2]
+        acc_dtype = _accumulation_dtype(view.dtype)
+        x = view.to(acc_dtype)
+        if mask is None:
+            mean_c = x.sum(dim=1) / k
+            dev = x - mean_c.unsqueeze(1)
+        else:
+            n_c = n_chunk.to(acc_dtype).reshape((b,) + (1,) * (x.dim() - 2))
+            mask = mask.reshape((b, k) + (1,) * (x.dim() - 2))
+            zero = torch.zeros((), dtype=acc_dtype, device=x.device)
+            x = torch.where(mask, x, zero)
+            mean_c = x.sum(dim=1) / n_c.clamp_min(1)
+            dev = torch.where(mask, x - mean_c.unsqueeze(1), zero)
+        dev2 = dev * dev
+        chunk = [mean_c, dev2.sum(dim=1)]
+        if self.higher_moments:
+            dev3 = dev2 * dev
+            chunk += [dev3.sum(dim=1), dev3.mul_(dev).sum(dim=1)]
+        return chunk
+
+    def _merge_into(
+        self, i: int, n_old: Tensor, n_chunk: Tensor, chunk: list[Tensor], rows: Tensor | None
+    ) -> None:
+        """Merge a chunk's statistics into tensor ``i``'s running ones (rows or all examples)."""
+        old = [store[i] for store in self._stores()]
+        if rows is not None:
+            old = [t[rows] for t in old]
+        shape = (n_old.shape[0],) + (1,) * (chunk[0].dim() - 1)
+        dtype = chunk[0].dtype
+        n_a = n_old.to(dtype).reshape(shape)
+        merged = _merge(n_a, old, n_chunk.to(dtype).reshape(shape), chunk)
+        # Examples without earlier samples take the chunk's statistics as they are.
+        if not bool((n_a > 0).all()):
+            merged = [torch.where(n_a > 0, m, c) for m, c in zip(merged, chunk)]
+        for store, value in zip(self._stores(), merged):
+            store[i] = value if rows is None else store[i].index_copy(0, rows, value)
+
+    def _count_samples(self, n_chunk: Tensor, dropped: Tensor, rows: Tensor | None) -> None:
+        assert self.count is not None and self.n_dropped is not None
         if rows is None:
             self.count = self.count + n_chunk
-            self.n_dropped = n_dropped + dropped if n_dropped is not None else dropped
+            self.n_dropped = self.n_dropped + dropped
         else:
             self.count = self.count.index_add(0, rows, n_chunk)
-            if n_dropped is not None:
-                self.n_dropped = n_dropped.index_add(0, rows, dropped)
-        return dropped
+            self.n_dropped = self.n_dropped.index_add(0, rows, dropped)
 
     def _counts(self, like: Tensor) -> Tensor:
         if self.count is None:
@@ -225,6 +356,29 @@ class StreamingMoments:
         return tuple(out)
 
 
+def _example_views(attributions: tuple[Tensor, ...], b: int, k: int) -> list[Tensor]:
+    """``(b * k, ...)`` rows as ``(b, k, ...)`` views, checking the row count."""
+    views = []
+    for attr in attributions:
+        if attr.shape[0] != b * k:
+            raise ValueError(
+                f"the attribution method returned {attr.shape[0]} rows for {b} example(s) x "
+                f"{k} sample(s); expected one row per noisy sample"
+            )
+        views.append(attr.detach().reshape((b, k, *attr.shape[1:])))
+    return views
+
+
+def _valid_samples(views: list[Tensor]) -> Tensor:
+    """``(b, k)``: a sample is valid when none of its attribution tensors holds a NaN."""
+    b, k = views[0].shape[:2]
+    valid = torch.ones(b, k, dtype=torch.bool, device=views[0].device)
+    for view in views:
+        if view.is_floating_point():
+            valid &= ~torch.isnan(view.reshape(b, k, -1)).any(dim=2)
+    return valid
+
+
 def _merge(n_a: Tensor, a: list[Tensor], n_b: Tensor, b: list[Tensor]) -> list[Tensor]:
     """Merge (mean, M2[, M3, M4]) of two disjoint sample sets (Chan et al.; Pébay 2008).
 
@@ -252,3 +406,68 @@ def _merge(n_a: Tensor, a: list[Tensor], n_b: Tensor, b: list[Tensor]) -> list[T
         + delta_n * ((4 * n_a) * b[2] - (4 * n_b) * a[2])
     )
     return [mean, m2, m3, m4]
+
+
+class _MomentReducer:
+    """A built-in reducer: streaming moments reduced to one of Captum's statistics."""
+
+    #: Captum's ``nt_type`` name of the statistic.
+    statistic: str = "smoothgrad"
+    #: Whether the standard error needs the third and fourth moments.
+    needs_higher_moments: bool = True
+    draw_average: bool = True
+
+    def __init__(self, batch_size: int, *, track_error: bool = False) -> None:
+        self.moments = StreamingMoments(
+            batch_size, higher_moments=track_error and self.needs_higher_moments
+        )
+
+    def update(
+        self, attributions: tuple[Tensor, ...], k: int, rows: Tensor | None = None
+    ) -> Tensor:
+        return self.moments.update(attributions, k, rows=rows)
+
+    def result(self) -> tuple[Tensor, ...]:
+        return self.moments.reduce(self.statistic)
+
+    def standard_error(self) -> tuple[Tensor, ...]:
+        return self.moments.standard_error(self.statistic)
+
+    @property
+    def count(self) -> Tensor | None:
+        return self.moments.count
+
+    @property
+    def n_dropped(self) -> Tensor | None:
+        return self.moments.n_dropped
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(batch_size={self.moments.batch_size})"
+
+
+@register_reducer("smoothgrad", aliases=("mean",))
+class MeanReducer(_MomentReducer):
+    """The mean of the samples (Captum's ``smoothgrad``); its error needs no extra moment."""
+
+    statistic = "smoothgrad"
+    needs_higher_moments = False
+    #: Its standard error comes from the moments it keeps anyway: the loop reports it unasked.
+    error_is_free = True
+
+
+@register_reducer("smoothgrad_sq", aliases=("mean_square",))
+class MeanSquareReducer(_MomentReducer):
+    """The mean of squares, no square root (Captum's ``smoothgrad_sq``)."""
+
+    statistic = "smoothgrad_sq"
+
+
+@register_reducer("vargrad", aliases=("variance",))
+class VarianceReducer(_MomentReducer):
+    """The population variance (Captum's ``vargrad``), never negative.
+
+    Not an average of per-draw variances: under weight noise its error stays the i.i.d. one.
+    """
+
+    statistic = "vargrad"
+    draw_average = False

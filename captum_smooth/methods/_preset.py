@@ -1,20 +1,80 @@
-"""The common base of the named methods: a preset is a configuration of the one loop."""
+"""A named method is a configuration of the one loop: what it fixes, what it lets you set.
+
+A preset states in one place, as class attributes:
+
+* ``loop_defaults``: the loop options a user may set, with the preset's defaults;
+* ``parameters``: the preset's own arguments (``noise_level``, ``confidence``, ...), with their
+  defaults and a line of documentation each;
+* ``pointers``: loop options the preset does not take but a user may reach for (Captum's
+  ``stdevs``), each with a one-line pointer to the preset's own argument;
+* :meth:`SmoothingPreset.configure`: the loop options it fixes, computed from its arguments.
+
+Every preset shares one ``attribute`` path (generated with the preset's signature and
+docstring): arguments are routed explicitly to the preset, the loop or the inner method; the
+inner method receives ``target`` only when the user gave one; a loop option the preset does not
+take is an error naming the preset and the option.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from typing import Any, ClassVar
 
 from captum.attr import Saliency
 from captum.attr._utils.attribution import Attribution
-from torch import nn
+from captum.log import log_usage
+from torch import Tensor, nn
 
-from ..core.tunnel import SamplingReport, SmoothTunnel
+from ..core.loop import SamplingReport
+from ..core.plan import LoopOptions, options_doc
+from ..core.tunnel import SmoothTunnel
 
-__all__ = ["SmoothingPreset"]
+__all__ = ["COMMON_OPTIONS", "INPUT_NOISE_OPTIONS", "SmoothingPreset"]
+
+#: Loop options every preset offers, with the loop's defaults.
+COMMON_OPTIONS: dict[str, Any] = {
+    "nt_type": "smoothgrad",
+    "reducer": None,
+    "generator": None,
+    "show_progress": False,
+    "return_error": False,
+    "tolerance": None,
+    "min_samples": None,
+    "max_samples": None,
+}
+
+#: Loop options of presets that draw input noise.
+INPUT_NOISE_OPTIONS: dict[str, Any] = {
+    "nt_samples_batch_size": "auto",
+    "kernel": "gaussian",
+    "include_clean": False,
+    "draw_baseline_from_distrib": False,
+}
+
+_LOOP_OPTIONS = frozenset(LoopOptions.names())
+
+
+def _build_inner(forward_func: Any, attribution_method: Any) -> Attribution:
+    """The inner method: Saliency by default, a class built on ``forward_func``, or an instance."""
+    if attribution_method is None:
+        return Saliency(forward_func)
+    if isinstance(attribution_method, type):
+        if not issubclass(attribution_method, Attribution):
+            raise TypeError(
+                "`attribution_method` must be a Captum Attribution class or instance, "
+                f"got {attribution_method.__name__}"
+            )
+        return attribution_method(forward_func)
+    if not isinstance(attribution_method, Attribution):
+        raise TypeError(
+            "`attribution_method` must be a Captum Attribution class or instance, "
+            f"got {type(attribution_method).__name__}"
+        )
+    return attribution_method
 
 
 class SmoothingPreset(Attribution):
-    """Base of the presets: builds the inner method and a :class:`SmoothTunnel` around it.
+    """Base of the named methods: a configuration of :class:`SmoothTunnel` around an inner method.
 
     A preset is constructible from the model alone (Captum Insights builds methods as
     ``cls(model)``); the inner method defaults to :class:`captum.attr.Saliency` (whose own
@@ -27,26 +87,27 @@ class SmoothingPreset(Attribution):
     """
 
     #: The name Captum (and Insights) shows for the method.
-    display_name: str = "Smoothing preset"
+    display_name: ClassVar[str] = "Smoothing preset"
+    #: The first line of ``attribute``'s docstring.
+    summary: ClassVar[str] = "Smooth the inner attribution."
+    #: Loop options a user may set, with this preset's defaults.
+    loop_defaults: ClassVar[dict[str, Any]] = dict(COMMON_OPTIONS)
+    #: The preset's own arguments: ``name -> (default, documentation)``.
+    parameters: ClassVar[dict[str, tuple[Any, str]]] = {}
+    #: Loop options this preset does not take, with a pointer to what to use instead.
+    pointers: ClassVar[dict[str, str]] = {}
 
     def __init__(self, forward_func: Any, attribution_method: Any = None) -> None:
-        if attribution_method is None:
-            attribution_method = Saliency(forward_func)
-        elif isinstance(attribution_method, type):
-            if not issubclass(attribution_method, Attribution):
-                raise TypeError(
-                    "`attribution_method` must be a Captum Attribution class or instance, "
-                    f"got {attribution_method.__name__}"
-                )
-            attribution_method = attribution_method(forward_func)
-        elif not isinstance(attribution_method, Attribution):
-            raise TypeError(
-                "`attribution_method` must be a Captum Attribution class or instance, "
-                f"got {type(attribution_method).__name__}"
-            )
+        inner = _build_inner(forward_func, attribution_method)
         super().__init__(forward_func)
-        self.attribution_method = attribution_method
-        self.tunnel = SmoothTunnel(attribution_method)
+        self.attribution_method = inner
+        self.tunnel = SmoothTunnel(inner)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Every preset gets the one shared ``attribute``, with its own signature and docs.
+        if "attribute" not in cls.__dict__:
+            cls.attribute = _make_attribute(cls)  # type: ignore[method-assign]
 
     @classmethod
     def get_name(cls) -> str:
@@ -61,7 +122,7 @@ class SmoothingPreset(Attribution):
 
     @property
     def last_report(self) -> SamplingReport | None:
-        """What the last call sampled (see :class:`SamplingReport`)."""
+        """What the last call sampled (see :class:`~captum_smooth.core.loop.SamplingReport`)."""
         return self.tunnel.last_report
 
     @property
@@ -73,3 +134,103 @@ class SmoothingPreset(Attribution):
                 f"nn.Module, got {type(self.forward_func).__name__}"
             )
         return self.forward_func
+
+    # ------------------------------------------------------------------ what a preset states
+
+    def configure(
+        self, inputs: Tensor | tuple[Tensor, ...], params: dict[str, Any], given: set[str]
+    ) -> dict[str, Any]:
+        """The loop options this preset fixes, from its own arguments.
+
+        Args:
+            inputs: The user's inputs.
+            params: The preset's arguments, defaults filled in.
+            given: The names of the arguments the user gave.
+
+        Returns:
+            Loop options (names of :class:`~captum_smooth.core.plan.LoopOptions`).
+        """
+        return {}
+
+    def inner_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The inner method's keyword arguments (a preset may add defaults)."""
+        return kwargs
+
+    # ------------------------------------------------------------------ the one attribute path
+
+    def _route(self, kwargs: dict[str, Any]) -> tuple[dict, dict, dict, set[str]]:
+        """Split the user's keywords into the preset's, the loop's and the inner method's."""
+        params = {name: default for name, (default, _) in self.parameters.items()}
+        loop: dict[str, Any] = {}
+        inner: dict[str, Any] = {}
+        for key, value in kwargs.items():
+            if key in self.parameters:
+                params[key] = value
+            elif key in self.loop_defaults:
+                loop[key] = value
+            elif key in self.pointers:
+                raise ValueError(f"{self.get_name()} does not take `{key}`: {self.pointers[key]}")
+            elif key in _LOOP_OPTIONS:
+                raise ValueError(
+                    f"{self.get_name()} does not take the option `{key}` (it fixes it or does "
+                    f"not use it); its options are {sorted(self.loop_defaults)} and "
+                    f"{sorted(self.parameters)}; SmoothTunnel takes every option"
+                )
+            else:
+                inner[key] = value
+        return params, loop, inner, set(kwargs) & set(self.parameters)
+
+    def _attribute(self, inputs: Any, target: Any, kwargs: dict[str, Any]) -> Any:
+        params, loop, inner, given = self._route(kwargs)
+        if target is not None:
+            inner["target"] = target
+        fixed = self.configure(inputs, params, given)
+        options = LoopOptions(**{**self.loop_defaults, **loop, **fixed})
+        return self.tunnel.run(inputs, options, self.inner_kwargs(inner))
+
+
+def _signature(cls: type[SmoothingPreset]) -> inspect.Signature:
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    params = [
+        inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        inspect.Parameter("inputs", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        inspect.Parameter("target", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None),
+    ]
+    params += [inspect.Parameter(n, keyword, default=d) for n, (d, _) in cls.parameters.items()]
+    params += [inspect.Parameter(n, keyword, default=d) for n, d in cls.loop_defaults.items()]
+    params.append(inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD))
+    return inspect.Signature(params)
+
+
+_DOC = """{summary}
+
+        Args:
+            inputs: A tensor or a tuple of tensors, batch first, as for the inner method.
+            target: Output index (int, tuple, list or tensor per example), as in Captum; given
+                to the inner method only when not None (neuron methods take none). Default: None.
+{options}
+            **kwargs: Passed to the inner method (``abs=False`` for Saliency, ``baselines``,
+                ``additional_forward_args``, ``neuron_selector``, ...).
+
+        Returns:
+            Attributions shaped like the inner method's (a tensor or a tuple, as the inputs),
+            then the convergence deltas where asked for, then the Monte-Carlo error with
+            ``return_error=True``.
+
+        Raises:
+            ValueError: A loop option the method does not take, or a bad value (named).
+        """
+
+
+def _make_attribute(cls: type[SmoothingPreset]) -> Any:
+    def attribute(self: SmoothingPreset, inputs: Any, target: Any = None, **kwargs: Any) -> Any:
+        return self._attribute(inputs, target, kwargs)
+
+    own = {name: doc for name, (_, doc) in cls.parameters.items()}
+    defaults = {name: default for name, (default, _) in cls.parameters.items()}
+    attribute.__signature__ = _signature(cls)  # type: ignore[attr-defined]
+    attribute.__doc__ = _DOC.format(
+        summary=cls.summary, options=options_doc({**defaults, **cls.loop_defaults}, own)
+    )
+    attribute.__qualname__ = f"{cls.__name__}.attribute"
+    return log_usage()(attribute)

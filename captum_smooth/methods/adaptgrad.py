@@ -5,12 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from captum.log import log_usage
 from torch import Tensor
 
-from ..noise.kernels import Kernel
 from ..noise.sigma import AdaptiveSigma, Bounds, SigmaRule
-from ._preset import SmoothingPreset
+from ._preset import COMMON_OPTIONS, INPUT_NOISE_OPTIONS, SmoothingPreset
 
 __all__ = ["AdaptGrad", "per_input_rules"]
 
@@ -63,58 +61,29 @@ class AdaptGrad(SmoothingPreset):
     """
 
     display_name = "AdaptGrad"
+    summary = "Smooth the inner attribution with AdaptGrad's adaptive sigma."
+    loop_defaults = {
+        "nt_samples": 50,
+        **INPUT_NOISE_OPTIONS,
+        "include_clean": True,  # the authors average the clean attribution in
+        **COMMON_OPTIONS,
+    }
+    parameters = {
+        "confidence": (0.95, "The level ``c`` in (0, 1)."),
+        "bounds": (
+            None,
+            "``(lo, hi)`` (scalars, per channel or tensors), a list with one pair per input, "
+            "or None (each example's own min and max).",
+        ),
+    }
+    pointers = {
+        "stdevs": "AdaptGrad sets sigma per element from `confidence` and `bounds`; for a fixed "
+        "sigma use SmoothGrad(...).attribute(..., stdevs=...)",
+    }
 
-    @log_usage()
-    def attribute(
-        self,
-        inputs: Tensor | tuple[Tensor, ...],
-        target: Any = None,
-        nt_samples: int = 50,
-        confidence: float = 0.95,
-        bounds: Bounds | list[Bounds] | None = None,
-        nt_type: str = "smoothgrad",
-        nt_samples_batch_size: int | str | None = "auto",
-        kernel: str | Kernel = "gaussian",
-        include_clean: bool = True,
-        generator: Any = None,
-        show_progress: bool = False,
-        **kwargs: Any,
-    ) -> Any:
-        r"""Smooth the inner attribution with AdaptGrad's adaptive sigma.
-
-        Args:
-            inputs: A tensor or tuple of tensors, batch first, inside ``bounds``.
-            target: Output index (int, tuple, list or tensor per example), as in Captum.
-            nt_samples: Noisy samples per example. Default: 50.
-            confidence: The level ``c`` in (0, 1). Default: 0.95.
-            bounds: ``(lo, hi)`` (scalars, per channel or tensors), a list with one pair per
-                input, or None (each example's own min and max). Default: None.
-            nt_type: ``smoothgrad``, ``smoothgrad_sq`` or ``vargrad``. Default: ``smoothgrad``.
-            nt_samples_batch_size: Copies per inner call, or ``"auto"``. Default: ``"auto"``.
-            kernel: Noise kernel (the confidence guarantee holds for the Gaussian). Default:
-                ``gaussian``.
-            include_clean: Average the clean attribution in (the authors' choice). Default: True.
-            generator: A torch.Generator or int seed for reproducible noise. Default: None.
-            show_progress: Show a progress bar. Default: False.
-            **kwargs: Passed to the inner method (e.g. ``abs=False`` for Saliency, baselines).
-
-        Returns:
-            Attributions shaped like the inner method's (and deltas where asked for).
-
-        Raises:
-            ValueError: confidence outside (0, 1), lo >= hi, inputs outside the bounds.
-        """
-        rules = per_input_rules(inputs, bounds, lambda b: AdaptiveSigma(confidence, b))
-        return self.tunnel._smooth(
-            inputs,
-            nt_type=nt_type,
-            nt_samples=nt_samples,
-            nt_samples_batch_size=nt_samples_batch_size,
-            stdevs=rules,
-            kernel=kernel,
-            include_clean=include_clean,
-            generator=generator,
-            show_progress=show_progress,
-            target=target,
-            **kwargs,
-        )
+    def configure(
+        self, inputs: Tensor | tuple[Tensor, ...], params: dict[str, Any], given: set[str]
+    ) -> dict[str, Any]:
+        confidence = params["confidence"]
+        rules = per_input_rules(inputs, params["bounds"], lambda b: AdaptiveSigma(confidence, b))
+        return {"stdevs": rules}

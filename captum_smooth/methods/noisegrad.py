@@ -7,13 +7,10 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from captum.log import log_usage
 from torch import Tensor, nn
 
-from ..core.tunnel import StdevsType
-from ..noise.kernels import Kernel
-from ..noise.weights import ParameterFilter, WeightNoise, WeightPerturber
-from ._preset import SmoothingPreset
+from ..noise.weights import WeightNoise, WeightPerturber
+from ._preset import COMMON_OPTIONS, INPUT_NOISE_OPTIONS, SmoothingPreset
 
 __all__ = ["FusionGrad", "NoiseGrad", "NoiseGradPlusPlus"]
 
@@ -36,21 +33,34 @@ class _OnModel:
 
 
 class _WeightNoisePreset(SmoothingPreset):
-    """Shared checks of the weight-space presets."""
+    """What the weight-space presets share: the weight-noise arguments and the model check."""
+
+    parameters = {
+        "weight_stdev": (0.2, "Weight noise scale ``s`` >= 0 (0 gives the inner method's result)."),
+        "noise_type": ("multiplicative", '``"multiplicative"`` or ``"additive"``.'),
+        "parameters": (
+            None,
+            "Which parameters to perturb: None (all trainable), a regex on names, module "
+            "type(s), or a predicate ``(name, param) -> bool``.",
+        ),
+        "exclude": (None, 'Parameters to keep clean, same forms (e.g. ``"classifier"``).'),
+    }
 
     def __init__(self, model: nn.Module, attribution_method: Any = None) -> None:
         super().__init__(model, attribution_method)
         self.model  # noqa: B018 -- raises TypeError unless forward_func is an nn.Module
 
-    def _weight_noise(
-        self,
-        weight_stdev: float,
-        noise_type: str,
-        parameters: ParameterFilter | None,
-        exclude: ParameterFilter | None,
-    ) -> _OnModel:
+    def configure(
+        self, inputs: Tensor | tuple[Tensor, ...], params: dict[str, Any], given: set[str]
+    ) -> dict[str, Any]:
+        noise = WeightNoise(
+            params["weight_stdev"], params["noise_type"], params["parameters"], params["exclude"]
+        )
+        self._warn_if_training()
+        return {"weight_noise": _OnModel(noise, self.model)}
+
+    def _warn_if_training(self) -> None:
         model = self.model
-        noise = WeightNoise(weight_stdev, noise_type, parameters, exclude)
         training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
         if training:
             shown = ", ".join(training[:3]) + (", ..." if len(training) > 3 else "")
@@ -59,9 +69,8 @@ class _WeightNoisePreset(SmoothingPreset):
                 "and batch statistics make each explanation random and batch dependent; call "
                 "model.eval() first (running statistics are restored afterwards either way)",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=6,
             )
-        return _OnModel(noise, model)
 
 
 class NoiseGrad(_WeightNoisePreset):
@@ -96,64 +105,19 @@ class NoiseGrad(_WeightNoisePreset):
     """
 
     display_name = "NoiseGrad"
+    summary = "Average the inner attribution over ``n_weight_samples`` noisy copies of the weights."
+    loop_defaults = {"n_weight_samples": 10, **COMMON_OPTIONS}
+    pointers = {
+        "stdevs": "NoiseGrad draws no input noise; its noise scale is `weight_stdev` "
+        "(FusionGrad adds input noise with `stdevs`)",
+        "nt_samples": "NoiseGrad's sample count is `n_weight_samples` (FusionGrad adds "
+        "`nt_samples` input draws per weight draw)",
+    }
 
-    @log_usage()
-    def attribute(
-        self,
-        inputs: Tensor | tuple[Tensor, ...],
-        target: Any = None,
-        n_weight_samples: int = 10,
-        weight_stdev: float = 0.2,
-        generator: Any = None,
-        *,
-        noise_type: str = "multiplicative",
-        parameters: ParameterFilter | None = None,
-        exclude: ParameterFilter | None = None,
-        nt_type: str = "smoothgrad",
-        show_progress: bool = False,
-        **kwargs: Any,
-    ) -> Any:
-        r"""Average the inner attribution over ``n_weight_samples`` noisy copies of the weights.
-
-        Args:
-            inputs: A tensor or tuple of tensors, batch first, as for the inner method.
-            target: Output index (int, tuple, list or tensor per example), as in Captum.
-            n_weight_samples: Weight draws ``M`` >= 1. Default: 10.
-            weight_stdev: Noise scale ``s`` >= 0 (0 gives the inner method's result).
-                Default: 0.2.
-            generator: A torch.Generator or int seed (None: torch's global random state).
-                Default: None.
-            noise_type: ``"multiplicative"`` or ``"additive"``. Default: ``"multiplicative"``.
-            parameters: Which parameters to perturb: None (all trainable), a regex on names,
-                module type(s), or a predicate ``(name, param) -> bool``. Default: None.
-            exclude: Parameters to keep clean, same forms (e.g. ``"classifier"``). Default: None.
-            nt_type: ``smoothgrad`` (mean), ``smoothgrad_sq`` or ``vargrad``. Default:
-                ``smoothgrad``.
-            show_progress: Show a progress bar over the draws. Default: False.
-            **kwargs: Passed to the inner method (``abs=False`` for Saliency, ``baselines``,
-                ``additional_forward_args``, ...).
-
-        Returns:
-            Attributions shaped like the inner method's (and deltas where asked for, one per
-            draw and example).
-
-        Raises:
-            ValueError: ``n_weight_samples`` < 1, ``weight_stdev`` < 0 or not finite, a filter
-                selecting nothing, an unknown ``noise_type``.
-        """
-        weight_noise = self._weight_noise(weight_stdev, noise_type, parameters, exclude)
-        return self.tunnel._smooth(
-            inputs,
-            nt_type=nt_type,
-            nt_samples=1,
-            stdevs=0.0,
-            generator=generator,
-            weight_noise=weight_noise,
-            n_weight_samples=n_weight_samples,
-            show_progress=show_progress,
-            target=target,
-            **kwargs,
-        )
+    def configure(
+        self, inputs: Tensor | tuple[Tensor, ...], params: dict[str, Any], given: set[str]
+    ) -> dict[str, Any]:
+        return {**super().configure(inputs, params, given), "nt_samples": 1, "stdevs": 0.0}
 
 
 class FusionGrad(_WeightNoisePreset):
@@ -183,78 +147,15 @@ class FusionGrad(_WeightNoisePreset):
     """
 
     display_name = "FusionGrad"
-
-    @log_usage()
-    def attribute(
-        self,
-        inputs: Tensor | tuple[Tensor, ...],
-        target: Any = None,
-        n_weight_samples: int = 10,
-        weight_stdev: float = 0.2,
-        nt_samples: int = 10,
-        stdevs: StdevsType = 0.4,
-        generator: Any = None,
-        *,
-        kernel: str | Kernel = "gaussian",
-        nt_samples_batch_size: int | str | None = "auto",
-        noise_type: str = "multiplicative",
-        parameters: ParameterFilter | None = None,
-        exclude: ParameterFilter | None = None,
-        nt_type: str = "smoothgrad",
-        include_clean: bool = False,
-        noise_layer: nn.Module | None = None,
-        show_progress: bool = False,
-        **kwargs: Any,
-    ) -> Any:
-        r"""Average the inner attribution over ``M`` weight draws times ``N`` input draws.
-
-        Args:
-            inputs: A tensor or tuple of tensors, batch first, as for the inner method.
-            target: Output index (int, tuple, list or tensor per example), as in Captum.
-            n_weight_samples: Weight draws ``M`` >= 1. Default: 10.
-            weight_stdev: Weight noise scale ``s`` >= 0. Default: 0.2.
-            nt_samples: Input draws ``N`` per weight draw. Default: 10.
-            stdevs: Input noise: a float (absolute), a tensor per example or per element, a
-                sigma rule (e.g. :class:`~captum_smooth.noise.sigma.AdaptiveSigma`), or a tuple
-                with one per input. Default: 0.4 (normalised image units).
-            generator: A torch.Generator or int seed (None: torch's global random state).
-                Default: None.
-            kernel: Input-noise kernel name or object. Default: ``gaussian``.
-            nt_samples_batch_size: Input copies per inner call, or ``"auto"``. Default: ``"auto"``.
-            noise_type: ``"multiplicative"`` or ``"additive"``. Default: ``"multiplicative"``.
-            parameters: Which parameters to perturb (see :class:`NoiseGrad`). Default: None.
-            exclude: Parameters to keep clean. Default: None.
-            nt_type: ``smoothgrad``, ``smoothgrad_sq`` or ``vargrad``. Default: ``smoothgrad``.
-            include_clean: Also average in the clean input once per weight draw. Default: False.
-            noise_layer: Noise this layer's output instead of the inputs (token ids).
-                Default: None.
-            show_progress: Show a progress bar. Default: False.
-            **kwargs: Passed to the inner method.
-
-        Returns:
-            Attributions shaped like the inner method's (and deltas where asked for).
-
-        Raises:
-            ValueError: ``n_weight_samples`` or ``nt_samples`` < 1, a negative or non-finite
-                noise scale, a filter selecting nothing, an unknown ``noise_type``.
-        """
-        weight_noise = self._weight_noise(weight_stdev, noise_type, parameters, exclude)
-        return self.tunnel._smooth(
-            inputs,
-            nt_type=nt_type,
-            nt_samples=nt_samples,
-            nt_samples_batch_size=nt_samples_batch_size,
-            stdevs=stdevs,
-            kernel=kernel,
-            include_clean=include_clean,
-            generator=generator,
-            noise_layer=noise_layer,
-            weight_noise=weight_noise,
-            n_weight_samples=n_weight_samples,
-            show_progress=show_progress,
-            target=target,
-            **kwargs,
-        )
+    summary = "Average the inner attribution over ``M`` weight draws times ``N`` input draws."
+    loop_defaults = {
+        "n_weight_samples": 10,
+        "nt_samples": 10,
+        "stdevs": 0.4,
+        **INPUT_NOISE_OPTIONS,
+        "noise_layer": None,
+        **COMMON_OPTIONS,
+    }
 
 
 #: The authors' name for FusionGrad.

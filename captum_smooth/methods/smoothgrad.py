@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from captum.log import log_usage
 from torch import Tensor
 
-from ..noise.kernels import Kernel
-from ..noise.sigma import Bounds, RangeShareSigma, SigmaRule
-from ._preset import SmoothingPreset
+from ..noise.sigma import RangeShareSigma
+from ._preset import COMMON_OPTIONS, INPUT_NOISE_OPTIONS, SmoothingPreset
 from .adaptgrad import per_input_rules
 
 __all__ = ["SmoothGrad"]
@@ -33,59 +31,38 @@ class SmoothGrad(SmoothingPreset):
         >>> sg = SmoothGrad(model)
         >>> attr = sg.attribute(images, target=3, nt_samples=50, noise_level=0.15,
         ...                     bounds=(0.0, 1.0), generator=0)
+        >>> attr = sg.attribute(images, target=3, stdevs=0.1)  # Captum's absolute sigma
     """
 
     display_name = "SmoothGrad"
+    summary = "Smooth the inner attribution with noise of ``noise_level`` times the input range."
+    loop_defaults = {"nt_samples": 50, **INPUT_NOISE_OPTIONS, **COMMON_OPTIONS}
+    parameters = {
+        "noise_level": (0.15, "Share of the range ``hi - lo`` used as sigma."),
+        "bounds": (
+            None,
+            "``(lo, hi)`` (scalars, per channel or tensors), a list with one pair per input, "
+            "or None for each example's own ``max - min``.",
+        ),
+        "stdevs": (
+            None,
+            "An absolute sigma instead (Captum's convention: a float, a tensor per example or "
+            "per element, a sigma rule, or a tuple per input); not with ``noise_level`` or "
+            "``bounds``.",
+        ),
+    }
 
-    @log_usage()
-    def attribute(
-        self,
-        inputs: Tensor | tuple[Tensor, ...],
-        target: Any = None,
-        nt_samples: int = 50,
-        noise_level: float = 0.15,
-        bounds: Bounds | list[Bounds] | None = None,
-        nt_type: str = "smoothgrad",
-        nt_samples_batch_size: int | str | None = "auto",
-        kernel: str | Kernel = "gaussian",
-        include_clean: bool = False,
-        generator: Any = None,
-        show_progress: bool = False,
-        **kwargs: Any,
-    ) -> Any:
-        r"""Smooth the inner attribution with noise of ``noise_level`` times the input range.
-
-        Args:
-            inputs: A tensor or tuple of tensors, batch first.
-            target: Output index (int, tuple, list or tensor per example), as in Captum.
-            nt_samples: Noisy samples per example. Default: 50.
-            noise_level: Share of the range ``hi - lo`` used as sigma. Default: 0.15.
-            bounds: ``(lo, hi)`` (scalars, per channel or tensors), a list with one pair per
-                input, or None for each example's own ``max - min``. Default: None.
-            nt_type: ``smoothgrad``, ``smoothgrad_sq`` or ``vargrad``. Default: ``smoothgrad``.
-            nt_samples_batch_size: Copies per inner call, or ``"auto"``. Default: ``"auto"``.
-            kernel: Noise kernel name or object. Default: ``gaussian``.
-            include_clean: Average the un-noised attribution in too. Default: False.
-            generator: A torch.Generator or int seed for reproducible noise. Default: None.
-            show_progress: Show a progress bar. Default: False.
-            **kwargs: Passed to the inner method (e.g. ``abs=False`` for Saliency, baselines).
-
-        Returns:
-            Attributions shaped like the inner method's (and deltas where asked for).
-        """
-        rules: SigmaRule | tuple[SigmaRule, ...] = per_input_rules(
-            inputs, bounds, lambda b: RangeShareSigma(noise_level, b)
-        )
-        return self.tunnel._smooth(
-            inputs,
-            nt_type=nt_type,
-            nt_samples=nt_samples,
-            nt_samples_batch_size=nt_samples_batch_size,
-            stdevs=rules,
-            kernel=kernel,
-            include_clean=include_clean,
-            generator=generator,
-            show_progress=show_progress,
-            target=target,
-            **kwargs,
-        )
+    def configure(
+        self, inputs: Tensor | tuple[Tensor, ...], params: dict[str, Any], given: set[str]
+    ) -> dict[str, Any]:
+        if params["stdevs"] is not None:
+            both = sorted(given & {"noise_level", "bounds"})
+            if both:
+                raise ValueError(
+                    f"SmoothGrad takes sigma once: `stdevs` (absolute) or `noise_level` with "
+                    f"`bounds` (a share of the range), not `stdevs` with `{'` and `'.join(both)}`"
+                )
+            return {"stdevs": params["stdevs"]}
+        noise_level = params["noise_level"]
+        rules = per_input_rules(inputs, params["bounds"], lambda b: RangeShareSigma(noise_level, b))
+        return {"stdevs": rules}

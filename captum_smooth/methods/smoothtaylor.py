@@ -17,16 +17,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from captum._utils.common import _format_output, _format_tensor_into_tuples, _is_tuple
 from captum.attr import Saliency
-from captum.log import log_usage
 from torch import Tensor
 
+from .._checks import check_positive_int, seed_from
 from ..core.expansion import select_examples
-from ..core.tunnel import StdevsType
-from ..noise.kernels import Kernel, get_kernel
-from ._preset import SmoothingPreset
+from ..core.plan import LoopOptions
+from ..noise.kernels import get_kernel
+from ._preset import COMMON_OPTIONS, SmoothingPreset
 from .adaptive_noising import (
     AdaptiveNoising,
     AdaptiveResult,
@@ -38,6 +37,8 @@ __all__ = ["SmoothTaylor", "TaylorTransform", "adaptive_smooth_taylor"]
 
 # Inner-method arguments given per example (restricted to the examples still searching).
 _PER_EXAMPLE_KWARGS = ("additional_forward_args", "baselines", "feature_mask")
+# Options of the loop that the search cannot honour (it returns the maps only).
+_NOT_WITH_ADAPTIVE = frozenset({"return_error", "tolerance", "min_samples", "max_samples"})
 
 
 class TaylorTransform:
@@ -114,22 +115,6 @@ class TaylorTransform:
         return "TaylorTransform()"
 
 
-def _seed_from(generator: Any, device: torch.device) -> int:
-    """An int seed for the search: the int itself, one drawn from a generator, or global."""
-    if isinstance(generator, bool):
-        raise TypeError(
-            f"`generator` must be a torch.Generator, an int seed or None, got {generator!r}"
-        )
-    if isinstance(generator, int):
-        return generator
-    if generator is None or isinstance(generator, torch.Generator):
-        gen_device = generator.device if generator is not None else torch.device("cpu")
-        return int(torch.randint(0, 2**62, (1,), generator=generator, device=gen_device))
-    raise TypeError(
-        f"`generator` must be a torch.Generator, an int seed or None, got {generator!r}"
-    )
-
-
 class SmoothTaylor(SmoothingPreset):
     r"""SmoothTaylor: the mean of ``(x - z_k) * grad f(z_k)`` over noisy roots ``z_k``.
 
@@ -165,6 +150,21 @@ class SmoothTaylor(SmoothingPreset):
     """
 
     display_name = "SmoothTaylor"
+    summary = "SmoothTaylor attributions, at a fixed sigma or with adaptive noising."
+    loop_defaults = {
+        "nt_samples": 150,
+        "stdevs": 0.5,
+        "kernel": "gaussian",
+        "nt_samples_batch_size": "auto",
+        **COMMON_OPTIONS,
+    }
+    parameters = {
+        "adaptive": (
+            None,
+            "An :class:`AdaptiveNoising` to search sigma per example (``stdevs`` is then not "
+            "used: the search starts at its own ``sigma0``), or None.",
+        ),
+    }
 
     def __init__(self, forward_func: Any, attribution_method: Any = None) -> None:
         super().__init__(forward_func, attribution_method)
@@ -176,119 +176,65 @@ class SmoothTaylor(SmoothingPreset):
         """The noise level chosen per example by the last adaptive call, ``(B,)``, else None."""
         return None if self.last_adaptive is None else self.last_adaptive.sigma
 
-    def _inner_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def configure(
+        self, inputs: Tensor | tuple[Tensor, ...], params: dict[str, Any], given: set[str]
+    ) -> dict[str, Any]:
+        return {"sample_transform": self.transform}
+
+    def inner_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        # The Taylor term needs the signed gradient.
         if isinstance(self.attribution_method, Saliency) and "abs" not in kwargs:
             return {**kwargs, "abs": False}
         return kwargs
 
-    @log_usage()
-    def attribute(
-        self,
-        inputs: Tensor | tuple[Tensor, ...],
-        target: Any = None,
-        nt_samples: int = 150,
-        stdevs: StdevsType = 0.5,
-        generator: Any = None,
-        *,
-        kernel: str | Kernel = "gaussian",
-        nt_samples_batch_size: int | str | None = "auto",
-        nt_type: str = "smoothgrad",
-        show_progress: bool = False,
-        adaptive: AdaptiveNoising | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        r"""SmoothTaylor attributions, at a fixed sigma or with adaptive noising.
-
-        Args:
-            inputs: A tensor or a tuple of floating-point tensors, batch first.
-            target: Output index (int, tuple, list or tensor per example), as in Captum.
-            nt_samples: Roots per example. Default: 150 (the authors').
-            stdevs: Noise level: a float (absolute), a tensor ``(B,)`` or per element, a sigma
-                rule, or a tuple with one per input. Not used with ``adaptive`` (which starts
-                at its own ``sigma0``). Default: 0.5.
-            generator: A torch.Generator, an int seed or None (torch's global random state).
-                With ``adaptive``, the seed of the common random numbers. Default: None.
-            kernel: Noise kernel name or object. Default: ``gaussian``.
-            nt_samples_batch_size: Roots per example per inner call, or ``"auto"``.
-                Default: ``"auto"``.
-            nt_type: ``smoothgrad`` (mean, SmoothTaylor), ``smoothgrad_sq`` or ``vargrad``.
-                Default: ``smoothgrad``.
-            show_progress: Show a progress bar (over the search iterations with ``adaptive``).
-            adaptive: An :class:`AdaptiveNoising` to search sigma per example, or None.
-            **kwargs: Passed to the inner method (``abs=False`` is the default for Saliency).
-
-        Returns:
-            Attributions shaped like the inputs (a tensor or a tuple, as the inputs).
-
-        Raises:
-            ValueError: Bad ``nt_samples``, ``stdevs``, ``kernel``, attributions not shaped like
-                the inputs, or ``return_convergence_delta`` with ``adaptive``.
-        """
-        kwargs = self._inner_kwargs(kwargs)
+    def _attribute(self, inputs: Any, target: Any, kwargs: dict[str, Any]) -> Any:
+        adaptive = kwargs.pop("adaptive", None)
+        self.last_adaptive = None
         if adaptive is None:
-            self.last_adaptive = None
-            return self.tunnel._smooth(
-                inputs,
-                nt_type=nt_type,
-                nt_samples=nt_samples,
-                nt_samples_batch_size=nt_samples_batch_size,
-                stdevs=stdevs,
-                kernel=kernel,
-                generator=generator,
-                sample_transform=self.transform,
-                show_progress=show_progress,
-                target=target,
-                **kwargs,
-            )
+            return super()._attribute(inputs, target, kwargs)
         if not isinstance(adaptive, AdaptiveNoising):
             raise TypeError(
                 f"`adaptive` must be an AdaptiveNoising or None, got {type(adaptive).__name__}"
             )
-        result = self._adaptive(
-            inputs,
-            target,
-            adaptive,
-            nt_samples=nt_samples,
-            generator=generator,
-            kernel=kernel,
-            nt_samples_batch_size=nt_samples_batch_size,
-            nt_type=nt_type,
-            show_progress=show_progress,
-            kwargs=kwargs,
+        _, loop, inner, _ = self._route(kwargs)
+        self.last_adaptive = self._adaptive(
+            inputs, target, adaptive, loop, self.inner_kwargs(inner)
         )
-        self.last_adaptive = result
-        return result.attributions
+        return self.last_adaptive.attributions
 
     def _adaptive(
         self,
         inputs: Tensor | tuple[Tensor, ...],
         target: Any,
         noising: AdaptiveNoising,
-        *,
-        nt_samples: int,
-        generator: Any,
-        kernel: str | Kernel,
-        nt_samples_batch_size: int | str | None,
-        nt_type: str,
-        show_progress: bool,
+        loop: dict[str, Any],
         kwargs: dict[str, Any],
     ) -> AdaptiveResult:
         """Adaptive noising: one batched SmoothTaylor call per phase, common random numbers."""
         if kwargs.get("return_convergence_delta"):
             raise ValueError("`return_convergence_delta` is not supported with `adaptive`")
-        if isinstance(nt_samples, bool) or not isinstance(nt_samples, int):
-            raise TypeError(f"`nt_samples` must be a positive int, got {nt_samples!r}")
-        if nt_samples < 1:
-            raise ValueError(f"`nt_samples` must be >= 1, got {nt_samples}")
+        unsupported = sorted(
+            loop.keys() & {"return_error", "tolerance", "min_samples", "max_samples"}
+        )
+        if unsupported:
+            raise ValueError(f"`{unsupported[0]}` is not supported with `adaptive`")
+        if "stdevs" in loop:
+            raise ValueError(
+                "`stdevs` has no effect with `adaptive` (the search starts at the "
+                "AdaptiveNoising's `sigma0`): give one of them"
+            )
+        options = {**self.loop_defaults, **loop}
+        del options["stdevs"]  # the search sets sigma
+        check_positive_int(options["nt_samples"], "nt_samples")
         is_tuple = _is_tuple(inputs)
         inputs_t = _format_tensor_into_tuples(inputs)
         for i, x in enumerate(inputs_t):
             if not isinstance(x, Tensor) or not x.is_floating_point():
                 raise TypeError(f"`inputs[{i}]` must be a floating-point tensor")
         batch = inputs_t[0].shape[0]
-        device = inputs_t[0].device
-        seed = _seed_from(generator, device)
-        crn = CommonRandomNumbers(get_kernel(kernel), example_seeds(seed, batch))
+        seed = seed_from(options.pop("generator"))
+        show_progress = options.pop("show_progress")
+        crn = CommonRandomNumbers(get_kernel(options.pop("kernel")), example_seeds(seed, batch))
         loss = noising.loss_fn(self.forward_func, inputs_t, is_tuple, target, seed)
 
         def _evaluate(rows: Tensor, sigma: Tensor) -> tuple[tuple[Tensor, ...], Tensor]:
@@ -297,18 +243,13 @@ class SmoothTaylor(SmoothingPreset):
                 key: select_examples(value, rows, batch) if key in _PER_EXAMPLE_KWARGS else value
                 for key, value in kwargs.items()
             }
-            crn.restart(rows.tolist(), device, n_inputs=len(inputs_t))
-            out = self.tunnel._smooth(
-                sub if is_tuple else sub[0],
-                nt_type=nt_type,
-                nt_samples=nt_samples,
-                nt_samples_batch_size=nt_samples_batch_size,
-                stdevs=sigma,
-                kernel=crn,
-                sample_transform=self.transform,
-                target=select_examples(target, rows, batch),
-                **sub_kwargs,
+            if target is not None:
+                sub_kwargs["target"] = select_examples(target, rows, batch)
+            crn.restart(rows.tolist(), inputs_t[0].device, n_inputs=len(inputs_t))
+            run_options = LoopOptions(
+                **options, stdevs=sigma, kernel=crn, sample_transform=self.transform
             )
+            out = self.tunnel.run(sub if is_tuple else sub[0], run_options, sub_kwargs)
             maps = _format_tensor_into_tuples(out)
             return maps, loss(maps, rows)
 

@@ -1,0 +1,136 @@
+"""The Monte-Carlo error of a smoothed attribution, asked of the reducer.
+
+With i.i.d. samples the reducer's own ``standard_error()`` is the error. Under weight noise with
+input noise inside each draw, the samples of one draw share the weights and are not
+independent; the draws are. For a reducer whose result is the average of the per-draw results
+(``draw_average``), the error is then the spread between the draws' results (a nested estimate).
+No extra forward or backward pass is needed either way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from captum._utils.common import _format_output
+from torch import Tensor
+
+from .reducers import MeanReducer, Reducer, ReducerFactory, make_reducer
+
+__all__ = ["ErrorTracking", "MonteCarloError", "relative_error"]
+
+
+@dataclass
+class MonteCarloError:
+    """The Monte-Carlo error of a smoothed attribution (no extra forward or backward pass).
+
+    Attributes:
+        standard_error: Per-element standard error, shaped like the attributions (a tensor, or a
+            tuple as the attributions).
+        relative_error: Per example, ``||standard_error|| / ||attribution||`` over all its
+            elements (``inf`` where the attribution is zero but the error is not), ``(B,)``.
+        n_samples: Valid samples per example, ``(B,)`` (weight draws for the nested estimate).
+        nested: True when the error comes from the spread between weight draws (weight noise
+            with input noise inside each draw): samples of one draw share the weights, so they
+            are not independent, and the draw means are.
+    """
+
+    standard_error: Any
+    relative_error: Tensor
+    n_samples: Tensor
+    nested: bool
+
+    def __repr__(self) -> str:
+        rel = ", ".join(f"{v:.3g}" for v in self.relative_error.tolist()[:8])
+        more = ", ..." if self.relative_error.numel() > 8 else ""
+        return (
+            f"MonteCarloError(relative_error=[{rel}{more}], "
+            f"n_samples={self.n_samples.tolist()[:8]}{more}, nested={self.nested})"
+        )
+
+
+def relative_error(se: tuple[Tensor, ...], estimate: tuple[Tensor, ...]) -> Tensor:
+    """Per example, ``||se|| / ||estimate||`` over all elements of all tensors, ``(B,)``."""
+    err = sum(t.reshape(t.shape[0], -1).float().pow(2).sum(1) for t in se)
+    size = sum(t.reshape(t.shape[0], -1).float().pow(2).sum(1) for t in estimate)
+    rel = (err / size).sqrt()
+    return torch.where(size > 0, rel, torch.where(err > 0, torch.inf, torch.zeros_like(rel)))
+
+
+def _has_error(reducer: Any) -> bool:
+    return callable(getattr(reducer, "standard_error", None))
+
+
+class ErrorTracking:
+    """Which error the loop tracks for one call, and the reducers that track it.
+
+    Args:
+        factory: The reducer factory of the call.
+        batch: The number of examples.
+        weight_draws: Whether several weight draws are made (weight noise, ``M > 1``).
+        wanted: Whether the user asked for the error (``return_error`` or ``tolerance``).
+    """
+
+    def __init__(
+        self, factory: ReducerFactory, batch: int, *, weight_draws: bool, wanted: bool
+    ) -> None:
+        self.factory = factory
+        self.batch = batch
+        probe = make_reducer(factory, 1, track_error=False)
+        self.nested = wanted and weight_draws and bool(getattr(probe, "draw_average", False))
+        if wanted and not self.nested and not _has_error(probe):
+            raise ValueError(
+                f"the reducer {type(probe).__name__} has no `standard_error()`: "
+                "`return_error` and `tolerance` need one"
+            )
+        # The mean's error costs nothing extra: it is kept for the report even unasked.
+        free = _has_error(probe) and bool(getattr(probe, "error_is_free", False))
+        free = free and not weight_draws
+        self.wanted = wanted or free
+        self.between: MeanReducer | None = MeanReducer(batch) if self.nested else None
+
+    def main_reducer(self) -> Reducer:
+        """The reducer of all samples (tracking its own error unless the error is nested)."""
+        return make_reducer(self.factory, self.batch, track_error=self.wanted and not self.nested)
+
+    def new_draw(self) -> Reducer | None:
+        """A reducer for one weight draw's samples (nested error only)."""
+        return make_reducer(self.factory, self.batch, track_error=False) if self.nested else None
+
+    def end_draw(self, draw: Reducer | None, rows: Tensor | None) -> None:
+        """Feed the finished draw's result (of the examples still sampling) as one sample."""
+        if draw is None or self.between is None:
+            return
+        quantity = draw.result()
+        if rows is not None:
+            quantity = tuple(q[rows] for q in quantity)
+        self.between.update(quantity, 1, rows=rows)
+
+    def _is_nested_now(self) -> bool:
+        return self.between is not None and self.between.count is not None
+
+    def standard_error(self, reducer: Reducer) -> tuple[Tensor, ...]:
+        """Per-element standard error of ``reducer.result()``."""
+        if self._is_nested_now():
+            assert self.between is not None
+            return self.between.standard_error()
+        return reducer.standard_error()  # type: ignore[attr-defined]
+
+    def relative_error(self, reducer: Reducer) -> Tensor:
+        """Per-example relative error of the current estimate, ``(B,)``."""
+        return relative_error(self.standard_error(reducer), reducer.result())
+
+    def error(self, reducer: Reducer, counts: Tensor, is_tuple: bool) -> MonteCarloError:
+        """The error of the finished call, formatted as the attributions."""
+        se = self.standard_error(reducer)
+        nested = self._is_nested_now()
+        if nested:
+            assert self.between is not None and self.between.count is not None
+            counts = self.between.count
+        return MonteCarloError(
+            standard_error=_format_output(is_tuple, se),
+            relative_error=relative_error(se, reducer.result()),
+            n_samples=counts.clone(),
+            nested=nested,
+        )
