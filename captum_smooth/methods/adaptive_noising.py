@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from .._checks import check_positive_int, check_real
 from ..core.expansion import select_examples
 from ..metrics import aupc, deletion_auc, insertion_auc, total_variation
-from ..noise.kernels import Kernel
+from ..noise.kernels import Kernel, _CheckedKernel, _SampleRequest
 
 __all__ = ["OBJECTIVES", "AdaptiveNoising", "AdaptiveResult", "Evaluation"]
 
@@ -480,7 +480,7 @@ def _generator(seed: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=gen_device).manual_seed(seed)
 
 
-class CommonRandomNumbers(Kernel):
+class CommonRandomNumbers(_CheckedKernel):
     """A kernel whose draw of sample ``j`` of example ``r`` is the same in every evaluation.
 
     Each (example, sample) pair has its own seed: the standardised noise ``t_j`` of example
@@ -516,15 +516,9 @@ class CommonRandomNumbers(Kernel):
         self._call = 0
         self._generators = []
 
-    def sample(
-        self,
-        shape: Sequence[int],
-        *,
-        generator: torch.Generator | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> Tensor:
-        size = tuple(shape)
+    def _draw(self, request: _SampleRequest) -> Tensor:
+        # ``request.generator`` is not used: every sample draws from its own seed.
+        size, _, device, dtype = request
         b = len(self._rows)
         if b == 0 or size[0] % b:
             raise RuntimeError(
