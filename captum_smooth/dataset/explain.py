@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_positive_int
 from . import _distributed as _dist
 from ._data import DataSource, as_source
 from .store import (
@@ -173,20 +174,51 @@ def _target_name(target: TargetLike) -> Any:
 # Argument checks.
 
 
-def _check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return value
-
-
 def _check_dtype(dtype: Any) -> str:
     if isinstance(dtype, str) and getattr(torch, dtype, None) in _DTYPES:
         return dtype
     if dtype in _DTYPES:
         return _DTYPES[dtype]
     raise ValueError(f"dtype must be torch.float16 or torch.float32, got {dtype!r}")
+
+
+def _check_method_and_out(method: Any, out: Any) -> None:
+    if not hasattr(method, "attribute") or not callable(method.attribute):
+        raise TypeError(f"method must be a Captum attribution, got {type(method).__name__}")
+    if not isinstance(out, (str, Path)) and not hasattr(out, "__fspath__"):
+        raise TypeError(f"out must be a str or path-like, got {type(out).__name__}")
+
+
+def _check_reduction(reduce_channels: Any) -> None:
+    if reduce_channels not in _REDUCTIONS:
+        raise ValueError(
+            f"reduce_channels must be None, 'sum', 'abs_sum' or 'mean', got {reduce_channels!r}"
+        )
+
+
+def _check_seed(seed: Any, attribute_kwargs: dict[str, Any]) -> None:
+    if seed is None:
+        return
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+    if not 0 <= seed < _MAX_SEED:
+        raise ValueError(f"seed must be in [0, 2**63), got {seed}")
+    # the per-batch generators would silently replace the caller's own
+    if "generator" in attribute_kwargs:
+        raise ValueError(
+            "pass either seed (per-batch generators) or generator, not both; use seed=None "
+            "to pass your own generator"
+        )
+
+
+def _check_metadata(metadata: Any) -> Any:
+    """``metadata`` as it will read back from JSON (None stays None)."""
+    if metadata is None:
+        return None
+    try:
+        return json.loads(json.dumps(metadata, sort_keys=True))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"metadata must be JSON-serialisable: {exc}") from None
 
 
 def _check_target(target: Any, source: DataSource) -> None:
@@ -207,6 +239,17 @@ def _check_target(target: Any, source: DataSource) -> None:
         )
     elif isinstance(target, bool):
         raise TypeError("target must not be a bool")
+
+
+def _warn_if_training(forward_func: Any) -> None:
+    module = getattr(forward_func, "__self__", forward_func)
+    if isinstance(module, nn.Module) and module.training:
+        warnings.warn(
+            "the model is in training mode (dropout and BatchNorm batch statistics make the "
+            "attributions depend on the batch); call model.eval() first",
+            UserWarning,
+            stacklevel=3,  # the caller of explain_dataset
+        )
 
 
 def _default_device(forward_func: Any) -> torch.device:
@@ -381,7 +424,9 @@ def _finished_shard(root: Path, k: int, settings_sha: str, n: int, shard_size: i
                 manifest["targets_sha256"],
             )
     except (StoreError, KeyError, TypeError) as exc:
-        warnings.warn(f"recomputing shard {k}: {exc}", RuntimeWarning, stacklevel=4)
+        # stacklevel 5 (one more than before _agree_on_plan): the same frame as before, in
+        # explain_dataset on Python 3.11, where the comprehension in _prepare has its own frame
+        warnings.warn(f"recomputing shard {k}: {exc}", RuntimeWarning, stacklevel=5)
         return False
     return True
 
@@ -588,80 +633,101 @@ def explain_dataset(
         torch.Size([224, 224])
         >>> AttributionStore("attributions/")[-1]  # later, elsewhere  # doctest: +SKIP
     """
-    if not hasattr(method, "attribute") or not callable(method.attribute):
-        raise TypeError(f"method must be a Captum attribution, got {type(method).__name__}")
-    if not isinstance(out, (str, Path)) and not hasattr(out, "__fspath__"):
-        raise TypeError(f"out must be a str or path-like, got {type(out).__name__}")
+    _check_method_and_out(method, out)
     source = as_source(data, num_workers)
     if batch_size is None:
         batch_size = source.default_batch_size or 64
-    batch_size = _check_positive_int(batch_size, "batch_size")
-    shard_size = _check_positive_int(shard_size, "shard_size")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    shard_size = check_positive_int(shard_size, "shard_size")
     dtype_name = _check_dtype(dtype)
-    if reduce_channels not in _REDUCTIONS:
-        raise ValueError(
-            f"reduce_channels must be None, 'sum', 'abs_sum' or 'mean', got {reduce_channels!r}"
-        )
-    if seed is not None:
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
-        if not 0 <= seed < _MAX_SEED:
-            raise ValueError(f"seed must be in [0, 2**63), got {seed}")
-        if "generator" in attribute_kwargs:
-            raise ValueError(
-                "pass either seed (per-batch generators) or generator, not both; use seed=None "
-                "to pass your own generator"
-            )
+    _check_reduction(reduce_channels)
+    _check_seed(seed, attribute_kwargs)
     if "target" in attribute_kwargs:
         raise TypeError("target is a keyword of explain_dataset, not an attribute kwarg")
     _check_target(target, source)
     if len(source) == 0:
         raise ValueError("data is empty")
-    if metadata is not None:
-        try:
-            metadata = json.loads(json.dumps(metadata, sort_keys=True))
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"metadata must be JSON-serialisable: {exc}") from None
+    metadata = _check_metadata(metadata)
     forward_func = getattr(method, "forward_func", None)
-    module = getattr(forward_func, "__self__", forward_func)
-    if isinstance(module, nn.Module) and module.training:
-        warnings.warn(
-            "the model is in training mode (dropout and BatchNorm batch statistics make the "
-            "attributions depend on the batch); call model.eval() first",
-            UserWarning,
-            stacklevel=2,
-        )
+    _warn_if_training(forward_func)
     device = torch.device(device) if device is not None else _default_device(forward_func)
 
-    n = len(source)
+    settings = _settings(
+        method,
+        target,
+        attribute_kwargs,
+        dtype=dtype_name,
+        reduce_channels=reduce_channels,
+        shard_size=shard_size,
+        batch_size=batch_size,
+        seed=seed,
+        num_examples=len(source),
+        metadata=metadata,
+    )
+    settings_sha = sha256_bytes(json.dumps(settings, sort_keys=True).encode())
+    root = Path(out)
+    pending = _agree_on_plan(root, settings, settings_sha)
+
+    rank, world = _dist.rank_and_world()
+    np_dtype = np.float16 if dtype_name == "float16" else np.float32
+    runner = _BatchRunner(method, target, np_dtype, reduce_channels, seed, device, attribute_kwargs)
+    sizes = (len(source), shard_size, batch_size)
+    progress = show_progress and rank == 0
+    _run_shards(root, pending[rank::world], runner, source, settings_sha, sizes, progress)
+
+    _dist.barrier()
+    if rank == 0:
+        _write_index(root, settings, settings_sha)
+    _dist.barrier()
+    return AttributionStore(root)
+
+
+def _settings(
+    method: Any, target: TargetLike, attribute_kwargs: dict[str, Any], **options: Any
+) -> dict[str, Any]:
+    """The run's settings as they read back from JSON: what a resumed run must match.
+
+    Args:
+        method: The attribution method.
+        target: The ``target`` argument of :func:`explain_dataset`.
+        attribute_kwargs: The kwargs passed to every ``method.attribute`` call.
+        **options: The checked plain settings (dtype, reduce_channels, shard_size, batch_size,
+            seed, num_examples, metadata), stored as they are.
+
+    Returns:
+        A JSON-able dict.
+    """
+    forward_func = getattr(method, "forward_func", None)
     settings: dict[str, Any] = {
         "method": _method_name(method),
         "model": _model_digest(forward_func),
-        "dtype": dtype_name,
-        "reduce_channels": reduce_channels,
-        "shard_size": shard_size,
-        "batch_size": batch_size,
-        "seed": seed,
-        "num_examples": n,
         "target": _target_name(target),
         "attribute_kwargs": _canonical(attribute_kwargs),
-        "metadata": metadata,
+        **options,
     }
-    settings = json.loads(json.dumps(settings, sort_keys=True))
-    settings_sha = sha256_bytes(json.dumps(settings, sort_keys=True).encode())
-    root = Path(out)
+    return json.loads(json.dumps(settings, sort_keys=True))
 
-    rank, world = _dist.rank_and_world()
+
+def _agree_on_plan(root: Path, settings: dict[str, Any], settings_sha: str) -> list[int]:
+    """Check that all ranks share ``settings``; rank 0 prepares the store for everyone.
+
+    Returns:
+        The ids of the shards still to compute (the same list on every rank).
+
+    Raises:
+        StoreError: The ranks disagree on the settings, or rank 0 failed to prepare the store
+            (rank 0 itself raises the original exception).
+    """
     everyone = _dist.all_gather_object(settings)
-    if any(s != settings for s in everyone):
-        other = next(s for s in everyone if s != settings)
+    other = next((s for s in everyone if s != settings), None)
+    if other is not None:
         raise StoreError(
             "the ranks disagree on the settings (same model weights, data and arguments are "
             "needed on every rank):\n" + "\n".join(_diff(other, settings))
         )
     plan: dict[str, Any] = {}
     error: BaseException | None = None
-    if rank == 0:
+    if _dist.rank_and_world()[0] == 0:
         try:
             plan["pending"] = _prepare(root, settings, settings_sha)
         except BaseException as exc:  # every rank must hear of it, or the others would hang
@@ -672,25 +738,7 @@ def explain_dataset(
         raise error
     if "error" in plan:
         raise StoreError(f"rank 0 could not prepare the store: {plan['error']}")
-
-    mine: list[int] = plan["pending"][rank::world]
-    runner = _BatchRunner(
-        method,
-        target,
-        np.float16 if dtype_name == "float16" else np.float32,
-        reduce_channels,
-        seed,
-        device,
-        attribute_kwargs,
-    )
-    progress = show_progress and rank == 0
-    _run_shards(root, mine, runner, source, settings_sha, (n, shard_size, batch_size), progress)
-
-    _dist.barrier()
-    if rank == 0:
-        _write_index(root, settings, settings_sha)
-    _dist.barrier()
-    return AttributionStore(root)
+    return plan["pending"]
 
 
 def _run_shards(

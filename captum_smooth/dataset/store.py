@@ -150,16 +150,20 @@ def check_format(obj: Any, path: Path) -> None:
         )
 
 
-def read_checked(path: Path, size: int, sha256: str) -> bytes:
-    """The bytes of ``path`` after checking its size and checksum (:class:`StoreError` if not)."""
-    try:
-        actual = path.stat().st_size
-    except FileNotFoundError:
-        raise StoreError(f"shard file {path} is missing") from None
+def _check_file_size(path: Path, size: int) -> None:
+    """Raise :class:`StoreError` if the shard file ``path`` is missing or not ``size`` bytes."""
+    if not path.is_file():
+        raise StoreError(f"shard file {path} is missing")
+    actual = path.stat().st_size
     if actual != size:
         raise StoreError(
             f"shard file {path} is truncated or overwritten: {actual} bytes, the index says {size}"
         )
+
+
+def read_checked(path: Path, size: int, sha256: str) -> bytes:
+    """The bytes of ``path`` after checking its size and checksum (:class:`StoreError` if not)."""
+    _check_file_size(path, size)
     data = path.read_bytes()
     if sha256_bytes(data) != sha256:
         raise StoreError(f"shard file {path} is corrupted: its SHA-256 checksum does not match")
@@ -204,17 +208,7 @@ class AttributionStore:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or path-like, got {type(path).__name__}")
         self._root = Path(path)
-        if not self._root.is_dir():
-            raise StoreError(f"{self._root} is not a directory")
-        index_path = self._root / _INDEX_NAME
-        if not index_path.is_file():
-            if (self._root / _CONFIG_NAME).is_file():
-                done = len(list(self._root.glob("shard-*.json")))
-                raise StoreError(
-                    f"the store at {self._root} is unfinished ({done} shard(s) done, no "
-                    "index.json): run explain_dataset again with the same settings to resume it"
-                )
-            raise StoreError(f"{self._root} is not an attribution store (no {_INDEX_NAME})")
+        index_path = self._index_path()
         index = read_json(index_path)
         check_format(index, index_path)
         self._index: dict[str, Any] = index
@@ -224,26 +218,40 @@ class AttributionStore:
         self._np_dtype = _NUMPY_DTYPES[index["dtype"]]
         self._cache: tuple[int, np.ndarray] | None = None
         self._targets: Tensor | None = None
+        self._check_shard_layout(index_path)
+        if verify:
+            self.verify()
+
+    def _index_path(self) -> Path:
+        """The path of the index, after checking that the store is a finished one."""
+        if not self._root.is_dir():
+            raise StoreError(f"{self._root} is not a directory")
+        index_path = self._root / _INDEX_NAME
+        if index_path.is_file():
+            return index_path
+        if (self._root / _CONFIG_NAME).is_file():
+            done = len(list(self._root.glob("shard-*.json")))
+            raise StoreError(
+                f"the store at {self._root} is unfinished ({done} shard(s) done, no "
+                "index.json): run explain_dataset again with the same settings to resume it"
+            )
+        raise StoreError(f"{self._root} is not an attribution store (no {_INDEX_NAME})")
+
+    def _check_shard_layout(self, index_path: Path) -> None:
+        """Check that the shards follow each other, cover the data and have their sizes.
+
+        Only sizes are checked here (cheap); checksums are checked when a shard is read.
+        """
         expected = 0
         for k, shard in enumerate(self._shards):
             if shard["id"] != k or shard["start"] != expected:
                 raise StoreError(f"{index_path} is inconsistent: shard {k} is out of place")
             expected = shard["stop"]
             for key in ("", "targets_"):
-                if shard.get(key + "file") is None:
-                    continue
-                file = self._root / shard[key + "file"]
-                if not file.is_file():
-                    raise StoreError(f"shard file {file} is missing")
-                if file.stat().st_size != shard[key + "bytes"]:
-                    raise StoreError(
-                        f"shard file {file} is truncated or overwritten: "
-                        f"{file.stat().st_size} bytes, the index says {shard[key + 'bytes']}"
-                    )
+                if shard.get(key + "file") is not None:
+                    _check_file_size(self._root / shard[key + "file"], shard[key + "bytes"])
         if expected != self._length:
             raise StoreError(f"{index_path} is inconsistent: the shards do not cover the data")
-        if verify:
-            self.verify()
 
     # -- description -----------------------------------------------------------------------
 

@@ -22,7 +22,6 @@ plugs SmoothTaylor into it.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
@@ -31,9 +30,10 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .._checks import check_positive_int, check_real
 from ..core.expansion import select_examples
 from ..metrics import aupc, deletion_auc, insertion_auc, total_variation
-from ..noise.kernels import Kernel
+from ..noise.kernels import Kernel, _CheckedKernel, _SampleRequest
 
 __all__ = ["OBJECTIVES", "AdaptiveNoising", "AdaptiveResult", "Evaluation"]
 
@@ -115,20 +115,11 @@ class AdaptiveResult:
         return float(self.n_evaluations.float().mean())
 
 
-def _check_float(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`{name}` must be a float, got {value!r}")
-    value = float(value)
+def _check_finite(value: Any, name: str) -> float:
+    """``value`` as a float if it is a finite real number (TypeError / ValueError if not)."""
+    value = check_real(value, name)
     if not math.isfinite(value):
         raise ValueError(f"`{name}` must be finite, got {value!r}")
-    return value
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"`{name}` must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}, got {value}")
     return value
 
 
@@ -190,6 +181,21 @@ class AdaptiveNoising:
     max_evaluations: int | None = None
 
     def __post_init__(self) -> None:
+        self._check_objective()
+        self.step = _check_finite(self.step, "step")
+        if self.step <= 0:
+            raise ValueError(f"`step` must be > 0, got {self.step}")
+        self.decay = _check_finite(self.decay, "decay")
+        if not 0.0 < self.decay < 1.0:
+            raise ValueError(f"`decay` must be in (0, 1), got {self.decay}")
+        self.patience = check_positive_int(self.patience, "patience", 1)
+        self.max_iter = check_positive_int(self.max_iter, "max_iter", 0)
+        if self.max_evaluations is not None:
+            self.max_evaluations = check_positive_int(self.max_evaluations, "max_evaluations", 1)
+        if self.sigma0 is not None:
+            self.sigma0 = _check_sigma0(self.sigma0)
+
+    def _check_objective(self) -> None:
         if isinstance(self.objective, str):
             if self.objective not in OBJECTIVES:
                 raise ValueError(
@@ -209,26 +215,6 @@ class AdaptiveNoising:
                 "`objective_kwargs` must not hold `generator`: the search draws the metric's "
                 "randomness from its own seed (common random numbers)"
             )
-        self.step = _check_float(self.step, "step")
-        if self.step <= 0:
-            raise ValueError(f"`step` must be > 0, got {self.step}")
-        self.decay = _check_float(self.decay, "decay")
-        if not 0.0 < self.decay < 1.0:
-            raise ValueError(f"`decay` must be in (0, 1), got {self.decay}")
-        self.patience = _check_int(self.patience, "patience", 1)
-        self.max_iter = _check_int(self.max_iter, "max_iter", 0)
-        if self.max_evaluations is not None:
-            self.max_evaluations = _check_int(self.max_evaluations, "max_evaluations", 1)
-        if self.sigma0 is not None:
-            if isinstance(self.sigma0, Tensor):
-                s = self.sigma0
-                if s.dim() > 1 or not bool(torch.isfinite(s).all()) or bool((s < 0).any()):
-                    raise ValueError("`sigma0` as a tensor must be (B,) or a scalar, finite, >= 0")
-            else:
-                value = _check_float(self.sigma0, "sigma0")
-                if value < 0:
-                    raise ValueError(f"`sigma0` must be >= 0, got {value}")
-                self.sigma0 = value
 
     @property
     def direction(self) -> int:
@@ -331,77 +317,125 @@ class AdaptiveNoising:
             ``(maps, result)``: the best maps as a tuple of full-batch tensors, and the
             :class:`AdaptiveResult` (whose ``attributions`` is left for the caller to format).
         """
-        batch = sigma0.shape[0]
-        device = sigma0.device
         direction = float(self.direction)
         budget = self.max_evaluations if self.max_evaluations is not None else math.inf
-        all_rows = torch.arange(batch, device=device)
-        maps, loss = evaluate(all_rows, sigma0)
-        best_maps = [m.detach().clone() for m in maps]
-        best = loss.detach().to(device, torch.float64).clone()
-        sigma = sigma0.clone()
-        step = torch.full((batch,), self.step, dtype=sigma.dtype, device=device)
+        state = _SearchState(evaluate, sigma0, direction)
+        n_iterations = self._iterate(state, budget, show_progress)
+        result = AdaptiveResult(
+            attributions=None,
+            sigma=state.sigma,
+            objective=direction * state.best,
+            sigma0=sigma0.clone(),
+            start_objective=state.history[0].objective,
+            n_evaluations=state.n_evals,
+            n_iterations=n_iterations,
+            n_calls=state.n_calls,
+            history=state.history,
+        )
+        return tuple(state.best_maps), result
+
+    def _iterate(self, state: _SearchState, budget: float, show_progress: bool) -> int:
+        """Run the search's iterations on ``state``; return how many ran.
+
+        Each iteration tries ``sigma + step`` for every example still searching, then
+        ``|sigma - step|`` where that did not improve; an example whose step failed shrinks it
+        by ``decay`` and stops after ``patience`` failures in a row or at ``budget``
+        evaluations.
+        """
+        batch, device = state.sigma.shape[0], state.sigma.device
+        step = torch.full((batch,), self.step, dtype=state.sigma.dtype, device=device)
         failures = torch.zeros(batch, dtype=torch.long, device=device)
-        n_evals = torch.ones(batch, dtype=torch.long, device=device)
-        history = [Evaluation(all_rows, sigma0.clone(), direction * best, _all_true(batch, device))]
-        n_calls = 1
+        done = state.n_evals >= budget
         n_iterations = 0
-
-        def _try(rows: Tensor, candidate: Tensor) -> Tensor:
-            """Evaluate ``candidate`` for ``rows``; accept improvements; return them (bool)."""
-            nonlocal n_calls
-            cand_maps, cand_loss = evaluate(rows, candidate)
-            cand_loss = cand_loss.detach().to(device, torch.float64)
-            n_calls += 1
-            n_evals[rows] += 1
-            old = best[rows]
-            better = (cand_loss < old) | (torch.isnan(old) & ~torch.isnan(cand_loss))
-            history.append(Evaluation(rows, candidate.clone(), direction * cand_loss, better))
-            won = rows[better]
-            if won.numel():
-                best[won] = cand_loss[better]
-                sigma[won] = candidate[better]
-                for target_map, cand in zip(best_maps, cand_maps):
-                    target_map[won] = cand[better].to(target_map.dtype)
-            return better
-
-        done = n_evals >= budget
         progress = tqdm(total=self.max_iter, disable=not show_progress, desc="Adaptive noising")
         try:
             for _ in range(self.max_iter):
-                rows = all_rows[~done]
+                rows = state.all_rows[~done]
                 if rows.numel() == 0:
                     break
                 n_iterations += 1
                 improved = torch.zeros(rows.numel(), dtype=torch.bool, device=device)
-                improved |= _try(rows, sigma[rows] + step[rows])
+                improved |= state.try_levels(rows, state.sigma[rows] + step[rows])
                 # Down: where up did not improve, budget remains and |sigma - step| is new.
-                down = (sigma[rows] - step[rows]).abs()
-                wanted = ~improved & (n_evals[rows] < budget) & (down > 0) & (down != sigma[rows])
+                down = (state.sigma[rows] - step[rows]).abs()
+                wanted = (
+                    ~improved
+                    & (state.n_evals[rows] < budget)
+                    & (down > 0)
+                    & (down != state.sigma[rows])
+                )
                 if bool(wanted.any()):
-                    improved[wanted] |= _try(rows[wanted], down[wanted])
+                    improved[wanted] |= state.try_levels(rows[wanted], down[wanted])
                 failed = rows[~improved]
                 step[failed] *= self.decay
                 failures[failed] += 1
                 failures[rows[improved]] = 0
-                done |= (failures >= self.patience) | (n_evals >= budget)
+                done |= (failures >= self.patience) | (state.n_evals >= budget)
                 progress.update(1)
                 progress.set_postfix(searching=int((~done).sum()))
         finally:
             progress.close()
-        start_objective = history[0].objective
-        result = AdaptiveResult(
-            attributions=None,
-            sigma=sigma,
-            objective=direction * best,
-            sigma0=sigma0.clone(),
-            start_objective=start_objective,
-            n_evaluations=n_evals,
-            n_iterations=n_iterations,
-            n_calls=n_calls,
-            history=history,
+        return n_iterations
+
+
+class _SearchState:
+    """Per example, the best noise level, loss and maps found so far; and every evaluation.
+
+    Creating it evaluates every example at its starting level.
+
+    Args:
+        evaluate: ``evaluate(rows, sigma) -> (maps, loss)``, as for
+            :meth:`AdaptiveNoising.search`.
+        sigma0: The starting level per example, ``(B,)``.
+        direction: The objective's direction (+1 minimised, -1 maximised): the history keeps
+            the objective in the metric's own direction.
+    """
+
+    def __init__(self, evaluate: EvaluateFn, sigma0: Tensor, direction: float) -> None:
+        batch, device = sigma0.shape[0], sigma0.device
+        self.evaluate = evaluate
+        self.direction = direction
+        self.all_rows = torch.arange(batch, device=device)
+        maps, loss = evaluate(self.all_rows, sigma0)
+        self.best_maps = [m.detach().clone() for m in maps]
+        self.best = loss.detach().to(device, torch.float64).clone()
+        self.sigma = sigma0.clone()
+        self.n_evals = torch.ones(batch, dtype=torch.long, device=device)
+        start = Evaluation(
+            self.all_rows, sigma0.clone(), direction * self.best, _all_true(batch, device)
         )
-        return tuple(best_maps), result
+        self.history = [start]
+        self.n_calls = 1
+
+    def try_levels(self, rows: Tensor, candidate: Tensor) -> Tensor:
+        """Evaluate ``candidate`` for ``rows``; accept improvements; return them (bool)."""
+        cand_maps, cand_loss = self.evaluate(rows, candidate)
+        cand_loss = cand_loss.detach().to(self.sigma.device, torch.float64)
+        self.n_calls += 1
+        self.n_evals[rows] += 1
+        old = self.best[rows]
+        # a NaN best is beaten by any number
+        better = (cand_loss < old) | (torch.isnan(old) & ~torch.isnan(cand_loss))
+        self.history.append(Evaluation(rows, candidate.clone(), self.direction * cand_loss, better))
+        won = rows[better]
+        if won.numel():
+            self.best[won] = cand_loss[better]
+            self.sigma[won] = candidate[better]
+            for target_map, cand in zip(self.best_maps, cand_maps):
+                target_map[won] = cand[better].to(target_map.dtype)
+        return better
+
+
+def _check_sigma0(sigma0: float | Tensor) -> float | Tensor:
+    """``sigma0`` checked: a tensor (kept as it is) or a float, finite and >= 0."""
+    if isinstance(sigma0, Tensor):
+        if sigma0.dim() > 1 or not bool(torch.isfinite(sigma0).all()) or bool((sigma0 < 0).any()):
+            raise ValueError("`sigma0` as a tensor must be (B,) or a scalar, finite, >= 0")
+        return sigma0
+    value = _check_finite(sigma0, "sigma0")
+    if value < 0:
+        raise ValueError(f"`sigma0` must be >= 0, got {value}")
+    return value
 
 
 def _check_loss(value: Any, n: int) -> Tensor:
@@ -446,7 +480,7 @@ def _generator(seed: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=gen_device).manual_seed(seed)
 
 
-class CommonRandomNumbers(Kernel):
+class CommonRandomNumbers(_CheckedKernel):
     """A kernel whose draw of sample ``j`` of example ``r`` is the same in every evaluation.
 
     Each (example, sample) pair has its own seed: the standardised noise ``t_j`` of example
@@ -482,15 +516,9 @@ class CommonRandomNumbers(Kernel):
         self._call = 0
         self._generators = []
 
-    def sample(
-        self,
-        shape: Sequence[int],
-        *,
-        generator: torch.Generator | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> Tensor:
-        size = tuple(shape)
+    def _draw(self, request: _SampleRequest) -> Tensor:
+        # ``request.generator`` is not used: every sample draws from its own seed.
+        size, _, device, dtype = request
         b = len(self._rows)
         if b == 0 or size[0] % b:
             raise RuntimeError(

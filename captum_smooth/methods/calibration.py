@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Union
 
@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .._checks import GeneratorLike, check_positive_int, resolve_generator, seed_from
 from ..noise.weights import ParameterFilter, WeightNoise, WeightPerturber, _check_stdev
 
 __all__ = ["CalibrationResult", "CalibrationStep", "calibrate_weight_noise"]
@@ -48,20 +49,25 @@ class CalibrationResult:
     threshold: float = math.nan
 
 
-def _check_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"`{name}` must be a positive int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"`{name}` must be >= 1, got {value}")
-    return value
-
-
 def _check_fraction(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"`{name}` must be a float in (0, 1), got {value!r}")
     if not 0.0 < float(value) < 1.0:
         raise ValueError(f"`{name}` must lie strictly between 0 and 1, got {value!r}")
     return float(value)
+
+
+def _check_search_range(max_stdev: Any, initial_stdev: Any) -> tuple[float, float]:
+    """``(max_stdev, initial_stdev)`` checked: ``0 < initial_stdev <= max_stdev``."""
+    max_stdev = _check_stdev(max_stdev, "max_stdev")
+    if max_stdev == 0.0:
+        raise ValueError("`max_stdev` must be > 0")
+    initial_stdev = _check_stdev(initial_stdev, "initial_stdev")
+    if not 0.0 < initial_stdev <= max_stdev:
+        raise ValueError(
+            f"`initial_stdev` must lie in (0, max_stdev={max_stdev}], got {initial_stdev}"
+        )
+    return max_stdev, initial_stdev
 
 
 def _as_batches(data: Any) -> Iterable[Any]:
@@ -128,20 +134,12 @@ class _Draws:
     smooth, (nearly) monotone function of ``s`` and bisection is well behaved.
     """
 
-    def __init__(self, generator: Any, device: torch.device) -> None:
-        if isinstance(generator, torch.Generator):
-            self.generator = generator
-        else:
-            if generator is None:
-                seed = int(torch.randint(0, 2**62, (1,)).item())
-            elif isinstance(generator, bool) or not isinstance(generator, int):
-                raise TypeError(
-                    f"`generator` must be a torch.Generator, an int seed or None, got {generator!r}"
-                )
-            else:
-                seed = generator
-            gen_device = device if device.type != "meta" else torch.device("cpu")
-            self.generator = torch.Generator(device=gen_device).manual_seed(seed)
+    def __init__(self, generator: GeneratorLike, device: torch.device) -> None:
+        # None becomes a seed from torch's global state: a generator of our own is needed to
+        # go back to the same state for every scale.
+        resolved = resolve_generator(seed_from(None) if generator is None else generator, device)
+        assert resolved is not None
+        self.generator = resolved
         self.state = self.generator.get_state()
 
     def reset(self) -> torch.Generator:
@@ -212,17 +210,10 @@ def calibrate_weight_noise(
     if not isinstance(model, nn.Module):
         raise TypeError(f"`model` must be an nn.Module, got {type(model).__name__}")
     target_drop = _check_fraction(target_drop, "target_drop")
-    n_draws = _check_int(n_draws, "n_draws")
-    max_iter = _check_int(max_iter, "max_iter")
+    n_draws = check_positive_int(n_draws, "n_draws")
+    max_iter = check_positive_int(max_iter, "max_iter")
     tol = _check_fraction(tol, "tol")
-    max_stdev = _check_stdev(max_stdev, "max_stdev")
-    if max_stdev == 0.0:
-        raise ValueError("`max_stdev` must be > 0")
-    initial_stdev = _check_stdev(initial_stdev, "initial_stdev")
-    if not 0.0 < initial_stdev <= max_stdev:
-        raise ValueError(
-            f"`initial_stdev` must lie in (0, max_stdev={max_stdev}], got {initial_stdev}"
-        )
+    max_stdev, initial_stdev = _check_search_range(max_stdev, initial_stdev)
     noise = WeightNoise(max_stdev, noise_type, parameters, exclude)
     batches = _as_batches(data)
     device = next(p.device for _, p in noise.selected_parameters(model))
@@ -249,42 +240,79 @@ def calibrate_weight_noise(
             bar.update(1)
             return accepted
 
-        lo, lo_acc, hi = 0.0, accuracy_clean, math.inf
-        s = initial_stdev
-        while len(history) < max_iter:  # bracket: double until a scale fails
-            if not evaluate(s):
-                hi = s
-                break
-            lo, lo_acc = s, history[-1].accuracy
-            if s >= max_stdev:
-                break
-            s = min(2.0 * s, max_stdev)
-        while math.isfinite(hi) and len(history) < max_iter and hi - lo > tol * hi:
-            mid = 0.5 * (lo + hi)
-            if evaluate(mid):
-                lo, lo_acc = mid, history[-1].accuracy
-            else:
-                hi = mid
+        stdev, accuracy_noisy = _largest_accepted_scale(
+            evaluate, history, initial_stdev, max_stdev, tol, max_iter, accuracy_clean
+        )
 
-    if lo >= max_stdev:
-        warnings.warn(
-            f"calibrate_weight_noise: even max_stdev={max_stdev} keeps the accuracy; the "
-            "result is the bound of the search, raise `max_stdev` to look further",
-            stacklevel=2,
-        )
-    elif lo == 0.0:
-        warnings.warn(
-            f"calibrate_weight_noise: no scale tried kept {1 - target_drop:.0%} of the "
-            f"accuracy (smallest tried: {min(h.stdev for h in history):.3g}); returning 0.0",
-            stacklevel=2,
-        )
+    _warn_at_search_bounds(stdev, max_stdev, target_drop, history)
     return CalibrationResult(
-        stdev=lo,
+        stdev=stdev,
         accuracy_clean=accuracy_clean,
-        accuracy_noisy=lo_acc,
+        accuracy_noisy=accuracy_noisy,
         history=history,
         threshold=threshold,
     )
+
+
+def _largest_accepted_scale(
+    evaluate: Callable[[float], bool],
+    history: list[CalibrationStep],
+    initial_stdev: float,
+    max_stdev: float,
+    tol: float,
+    max_iter: int,
+    accuracy_clean: float,
+) -> tuple[float, float]:
+    """Double the scale from ``initial_stdev`` until one fails, then bisect the bracket.
+
+    Args:
+        evaluate: Evaluates a scale, appends its :class:`CalibrationStep` to ``history`` and
+            returns whether it was accepted.
+        history: The evaluations so far (its length counts them against ``max_iter``).
+        initial_stdev: The first scale tried.
+        max_stdev: The largest scale tried.
+        tol: The relative width of the bracket at which bisection stops.
+        max_iter: The most evaluations in ``history``.
+        accuracy_clean: The accuracy of scale 0, returned when no scale is accepted.
+
+    Returns:
+        ``(scale, accuracy)``: the largest accepted scale (0.0 if none) and its accuracy.
+    """
+    lo, lo_acc, hi = 0.0, accuracy_clean, math.inf
+    s = initial_stdev
+    while len(history) < max_iter:  # bracket: double until a scale fails
+        if not evaluate(s):
+            hi = s
+            break
+        lo, lo_acc = s, history[-1].accuracy
+        if s >= max_stdev:
+            break
+        s = min(2.0 * s, max_stdev)
+    while math.isfinite(hi) and len(history) < max_iter and hi - lo > tol * hi:
+        mid = 0.5 * (lo + hi)
+        if evaluate(mid):
+            lo, lo_acc = mid, history[-1].accuracy
+        else:
+            hi = mid
+    return lo, lo_acc
+
+
+def _warn_at_search_bounds(
+    stdev: float, max_stdev: float, target_drop: float, history: list[CalibrationStep]
+) -> None:
+    """Warn when the result is a bound of the search (max_stdev, or 0.0: nothing accepted)."""
+    if stdev >= max_stdev:
+        warnings.warn(
+            f"calibrate_weight_noise: even max_stdev={max_stdev} keeps the accuracy; the "
+            "result is the bound of the search, raise `max_stdev` to look further",
+            stacklevel=3,
+        )
+    elif stdev == 0.0:
+        warnings.warn(
+            f"calibrate_weight_noise: no scale tried kept {1 - target_drop:.0%} of the "
+            f"accuracy (smallest tried: {min(h.stdev for h in history):.3g}); returning 0.0",
+            stacklevel=3,
+        )
 
 
 def _mean_noisy_accuracy(

@@ -3,11 +3,63 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from ._utils import _scores
+from .._checks import check_positive_int
+from ._utils import (
+    OutputKind,
+    _check_inputs,
+    _check_maps,
+    _check_output,
+    _format_target,
+    _scores,
+    _spatial_importance,
+)
+
+
+class _CheckedCurveArgs(NamedTuple):
+    """The arguments every perturbation curve shares, checked and in tensor form."""
+
+    inputs: Tensor  # detached
+    importance: Tensor  # (B, P): the channel-summed maps per position
+    target: Tensor  # (B,) long
+    output: OutputKind
+
+
+def _check_curve_args(
+    inputs: object,
+    maps: object,
+    target: object,
+    output: object,
+    batch_size: object,
+    *,
+    images_only: bool = False,
+) -> _CheckedCurveArgs:
+    """Check the arguments shared by the deletion, insertion and region-perturbation curves.
+
+    Args:
+        inputs: The model's inputs ``(B, D)`` or ``(B, C, *spatial)``.
+        maps: Their attributions (see :func:`._utils._spatial_importance` for the shapes).
+        target: An int, a sequence of ``B`` ints or a tensor ``()``/``(B,)``.
+        output: ``"prob"`` or ``"logit"``.
+        batch_size: Perturbed inputs per forward call, an int >= 1.
+        images_only: Refuse inputs that are not ``(B, C, H, W)``.
+
+    Returns:
+        A :class:`_CheckedCurveArgs`.
+    """
+    inputs = _check_inputs(inputs)
+    if images_only and inputs.dim() != 4:
+        raise ValueError(f"`inputs` must be images (B, C, H, W), got shape {tuple(inputs.shape)}")
+    maps = _check_maps(maps)
+    importance = _spatial_importance(maps.to(inputs.device), inputs)
+    output = _check_output(output)
+    check_positive_int(batch_size, "batch_size")
+    target_t = _format_target(target, inputs.shape[0], inputs.device)
+    return _CheckedCurveArgs(inputs, importance, target_t, output)
 
 
 def _rank_descending(values: Tensor) -> Tensor:

@@ -50,14 +50,6 @@ def _channel_reduce_abs(maps: Tensor) -> Tensor:
     )
 
 
-def _check_positive_int(value: object, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"`{name}` must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}, got {value}")
-    return value
-
-
 def _check_output(output: object) -> OutputKind:
     if output not in ("prob", "logit"):
         raise ValueError(f"`output` must be 'prob' or 'logit', got {output!r}")

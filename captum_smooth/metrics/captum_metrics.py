@@ -77,6 +77,34 @@ def _uniform_perturb_func(
     return perturb
 
 
+def _own_or_default_perturb_func(
+    perturb_func: Callable[..., Any] | None,
+    perturb_generator: torch.Generator | None,
+    default: Callable[[], Callable[..., Any]],
+) -> Callable[..., Any]:
+    """The user's ``perturb_func``, else ``default()``; a generator goes with the default only.
+
+    Raises:
+        ValueError: Both a ``perturb_func`` and a ``perturb_generator`` (which would be ignored).
+    """
+    if perturb_func is None:
+        return default()
+    if perturb_generator is not None:
+        raise ValueError(
+            "`perturb_generator` only applies to the default perturbation; seed your own "
+            "`perturb_func` instead"
+        )
+    return perturb_func
+
+
+def _with_target(attr_kwargs: dict[str, Any], target: Any) -> dict[str, Any]:
+    """A copy of ``attr_kwargs`` with ``target`` added unless it is None (Captum's default)."""
+    call_kwargs = dict(attr_kwargs)
+    if target is not None:
+        call_kwargs["target"] = target
+    return call_kwargs
+
+
 def infidelity_of(
     method: Attribution,
     inputs: InputsLike,
@@ -131,16 +159,12 @@ def infidelity_of(
     """
     method = _check_method(method)
     _as_tuple(inputs)
-    if perturb_func is None:
-        perturb_func = _gaussian_perturb_func(float(perturb_std), perturb_generator)
-    elif perturb_generator is not None:
-        raise ValueError(
-            "`perturb_generator` only applies to the default perturbation; seed your own "
-            "`perturb_func` instead"
-        )
-    call_kwargs = dict(attr_kwargs)
-    if target is not None:
-        call_kwargs["target"] = target
+    perturb_func = _own_or_default_perturb_func(
+        perturb_func,
+        perturb_generator,
+        lambda: _gaussian_perturb_func(float(perturb_std), perturb_generator),
+    )
+    call_kwargs = _with_target(attr_kwargs, target)
     if additional_forward_args is not None:
         call_kwargs["additional_forward_args"] = additional_forward_args
     with torch.enable_grad():
@@ -224,17 +248,15 @@ def sensitivity_max_of(
     method = _check_method(method)
     single = isinstance(inputs, Tensor)
     _as_tuple(inputs)
-    if perturb_func is None:
-        perturb_func = (
+    perturb_func = _own_or_default_perturb_func(
+        perturb_func,
+        perturb_generator,
+        lambda: (
             default_perturb_func
             if perturb_generator is None
             else _uniform_perturb_func(perturb_generator)
-        )
-    elif perturb_generator is not None:
-        raise ValueError(
-            "`perturb_generator` only applies to the default perturbation; seed your own "
-            "`perturb_func` instead"
-        )
+        ),
+    )
 
     def explanation_func(inp: InputsLike, **kwargs: Any) -> InputsLike:
         # Captum hands the inputs over as a tuple and indexes the explanations as one: give the
@@ -245,9 +267,7 @@ def sensitivity_max_of(
             attributions = method.attribute(inp, **kwargs)
         return tuple(a.detach() for a in _as_tuple(attributions))
 
-    call_kwargs = dict(attr_kwargs)
-    if target is not None:
-        call_kwargs["target"] = target
+    call_kwargs = _with_target(attr_kwargs, target)
     result = sensitivity_max(
         explanation_func,
         inputs,

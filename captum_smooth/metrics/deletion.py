@@ -17,19 +17,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ._perturb import _perturbation_scores, _rank_descending
-from ._utils import (
-    BaselineLike,
-    OutputKind,
-    TargetLike,
-    _check_inputs,
-    _check_maps,
-    _check_output,
-    _check_positive_int,
-    _format_baseline,
-    _format_target,
-    _spatial_importance,
-)
+from .._checks import check_positive_int
+from ._perturb import _check_curve_args, _perturbation_scores, _rank_descending
+from ._utils import BaselineLike, OutputKind, TargetLike, _format_baseline
 
 __all__ = ["deletion_auc", "insertion_auc"]
 
@@ -45,13 +35,10 @@ def _curve_auc(
     output: str,
     insertion: bool,
 ) -> Tensor:
-    inputs = _check_inputs(inputs)
-    maps = _check_maps(maps)
-    importance = _spatial_importance(maps.to(inputs.device), inputs)
-    output = _check_output(output)
-    _check_positive_int(n_steps, "n_steps")
-    _check_positive_int(batch_size, "batch_size")
-    target_t = _format_target(target, inputs.shape[0], inputs.device)
+    check_positive_int(n_steps, "n_steps")
+    inputs, importance, target_t, output = _check_curve_args(
+        inputs, maps, target, output, batch_size
+    )
     base = _format_baseline(baseline, inputs)
 
     n_positions = importance.shape[1]
@@ -158,10 +145,9 @@ def insertion_auc(
 
     Examples::
 
-        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
-        >>> x = torch.rand(2, 1, 4, 4)
-        >>> maps = Saliency(model).attribute(x, target=0)
-        >>> insertion_auc(model, x, maps * x, target=0, n_steps=16).shape
+        >>> # model, x and maps as in deletion_auc; inserting into a blurred copy of x:
+        >>> blurred = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1)
+        >>> insertion_auc(model, x, maps * x, target=0, baseline=blurred, n_steps=16).shape
         torch.Size([2])
     """
     return _curve_auc(

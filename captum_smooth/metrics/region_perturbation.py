@@ -17,19 +17,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ._perturb import _perturbation_scores, _rank_descending
-from ._utils import (
-    BaselineLike,
-    OutputKind,
-    TargetLike,
-    _check_inputs,
-    _check_maps,
-    _check_output,
-    _check_positive_int,
-    _format_baseline,
-    _format_target,
-    _spatial_importance,
-)
+from .._checks import check_positive_int
+from ._perturb import _check_curve_args, _perturbation_scores, _rank_descending
+from ._utils import BaselineLike, OutputKind, TargetLike, _format_baseline
 
 __all__ = ["aupc"]
 
@@ -134,23 +124,15 @@ def aupc(
         >>> aupc(model, x, maps, target=1, window=8, generator=torch.Generator().manual_seed(0))
         tensor([..., ...])
     """
-    inputs = _check_inputs(inputs)
-    if inputs.dim() != 4:
-        raise ValueError(f"`inputs` must be images (B, C, H, W), got shape {tuple(inputs.shape)}")
-    maps = _check_maps(maps)
-    importance = _spatial_importance(maps.to(inputs.device), inputs)
+    inputs, importance, target_t, output = _check_curve_args(
+        inputs, maps, target, output, batch_size, images_only=True
+    )
     b, _, height, width = inputs.shape
     win_h, win_w = _window(window, height, width)
-    output = _check_output(output)
-    _check_positive_int(batch_size, "batch_size")
-    target_t = _format_target(target, b, inputs.device)
 
     n_rows, n_cols = -(-height // win_h), -(-width // win_w)
     n_regions = n_rows * n_cols
-    if n_steps is None:
-        steps = n_regions
-    else:
-        steps = min(_check_positive_int(n_steps, "n_steps"), n_regions)
+    steps = n_regions if n_steps is None else min(check_positive_int(n_steps, "n_steps"), n_regions)
 
     rows = torch.arange(height, device=inputs.device) // win_h
     cols = torch.arange(width, device=inputs.device) // win_w

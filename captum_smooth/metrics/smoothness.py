@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._utils import _channel_reduce_abs, _check_maps, _check_positive_int
+from .._checks import check_positive_int
+from ._utils import _channel_reduce_abs, _check_maps
 
 __all__ = ["total_variation"]
 
@@ -153,7 +154,7 @@ def total_variation(
         raise TypeError(f"`percentile` must be a float, got {type(percentile).__name__}")
     if not 0.0 < percentile <= 100.0:
         raise ValueError(f"`percentile` must be in (0, 100], got {percentile}")
-    _check_positive_int(min_size, "min_size", minimum=2)
+    check_positive_int(min_size, "min_size", minimum=2)
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
         raise ValueError(f"`sigma` must be a positive float, got {sigma!r}")
 
@@ -167,7 +168,7 @@ def total_variation(
     if n_scales is None:
         scales = max(1, _n_levels(height, width, min_size))
     else:
-        scales = _check_positive_int(n_scales, "n_scales")
+        scales = check_positive_int(n_scales, "n_scales")
         available = _n_levels(height, width, 2)
         if scales > available:
             raise ValueError(

@@ -26,7 +26,7 @@ import abc
 import math
 import numbers
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -158,10 +158,41 @@ def _finish(samples: Tensor, support: float, dtype: torch.dtype) -> Tensor:
     return samples
 
 
+class _SampleRequest(NamedTuple):
+    """What :meth:`Kernel.sample` was asked to draw, with ``shape`` and ``dtype`` checked."""
+
+    size: tuple[int, ...]
+    generator: torch.Generator | None
+    device: torch.device | str | None
+    dtype: torch.dtype
+
+
+class _CheckedKernel(Kernel):
+    """A kernel whose :meth:`sample` checks its arguments, then draws with :meth:`_draw`.
+
+    The one implementation of the checks of ``sample`` (``shape``, then ``dtype``) for the
+    kernels here and for :class:`~captum_smooth.methods.adaptive_noising.CommonRandomNumbers`.
+    """
+
+    def sample(
+        self,
+        shape: Sequence[int],
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Tensor:
+        return self._draw(_SampleRequest(_as_size(shape), generator, device, _resolve_dtype(dtype)))
+
+    @abc.abstractmethod
+    def _draw(self, request: _SampleRequest) -> Tensor:
+        """The samples of ``request.size`` in ``request.dtype`` on ``request.device``."""
+
+
 # ----------------------------------------------------------------------------- kernels
 
 
-class GaussianKernel(Kernel):
+class GaussianKernel(_CheckedKernel):
     r"""The standard normal kernel, as in SmoothGrad.
 
     Density :math:`\rho(t) = e^{-t^2/2} / \sqrt{2\pi}` on :math:`\mathbb{R}` (unbounded support,
@@ -180,19 +211,12 @@ class GaussianKernel(Kernel):
     name = "gaussian"
     support = math.inf
 
-    def sample(
-        self,
-        shape: Sequence[int],
-        *,
-        generator: torch.Generator | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> Tensor:
-        size = _as_size(shape)
-        return torch.randn(size, generator=generator, device=device, dtype=_resolve_dtype(dtype))
+    def _draw(self, request: _SampleRequest) -> Tensor:
+        size, generator, device, dtype = request
+        return torch.randn(size, generator=generator, device=device, dtype=dtype)
 
 
-class _SymmetricKernel(Kernel):
+class _SymmetricKernel(_CheckedKernel):
     """A symmetric kernel sampled as a random sign times the inverse CDF of ``|t|``.
 
     One uniform ``u`` per element: the sign is ``u >= 1/2`` and ``w = 2u mod 1`` is uniform on
@@ -204,16 +228,8 @@ class _SymmetricKernel(Kernel):
     def _magnitude(self, w: Tensor) -> Tensor:
         """Map ``w`` in ``[0, 1)`` to ``|t|`` (may work in place on ``w``)."""
 
-    def sample(
-        self,
-        shape: Sequence[int],
-        *,
-        generator: torch.Generator | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> Tensor:
-        size = _as_size(shape)
-        out_dtype = _resolve_dtype(dtype)
+    def _draw(self, request: _SampleRequest) -> Tensor:
+        size, generator, device, out_dtype = request
         work = _working_dtype(out_dtype)
         u = _uniform(size, generator, device, work)
         positive = (u >= 0.5).to(work)
@@ -340,7 +356,7 @@ class CosineKernel(_SymmetricKernel):
         return w.asin_().mul_(2.0 / math.pi * self.support)
 
 
-class StudentTKernel(Kernel):
+class StudentTKernel(_CheckedKernel):
     r"""Student's t kernel with ``df`` degrees of freedom, rescaled to unit std: heavy tails.
 
     Density :math:`\rho(t) \propto (1 + t^2 / (\nu s^2))^{-(\nu + 1)/2}` on :math:`\mathbb{R}`
@@ -373,16 +389,8 @@ class StudentTKernel(Kernel):
             raise ValueError(f"`df` must be finite and greater than 2 (for a finite std), got {df}")
         self.df = df
 
-    def sample(
-        self,
-        shape: Sequence[int],
-        *,
-        generator: torch.Generator | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> Tensor:
-        size = _as_size(shape)
-        out_dtype = _resolve_dtype(dtype)
+    def _draw(self, request: _SampleRequest) -> Tensor:
+        size, generator, device, out_dtype = request
         work = _working_dtype(out_dtype)
         # Both uniforms of an element are adjacent in the stream (see the module docstring).
         u = _uniform((*size, 2), generator, device, work)
