@@ -8,7 +8,7 @@ Tasks (each a markdown table; mean ± std over 3 model seeds unless said otherwi
   6 x 6 patch among two distractor patches; a small CNN per seed. Localisation against the known
   patch: relevance mass, relevance rank accuracy, pointing game; also sparseness and total
   variation.
-* **Digits** (:mod:`captum_smooth.models.digits`, scikit-learn's real 8 x 8 digits, a trained CNN
+* **Digits** (:mod:`captum_smooth.app.models.digits`, scikit-learn's real 8 x 8 digits, a trained CNN
   per seed): deletion / insertion AUC, Gini sparseness, total variation, max-sensitivity and the
   model-randomisation sanity check (Adebayo et al. 2018: Spearman rank correlation between the
   map of the trained model and the map of a model with freshly initialised weights; *lower*
@@ -21,7 +21,7 @@ plain gradient (1), Captum's SmoothGrad (``NoiseTunnel(Saliency)``), AdaptGrad a
 0.95 / 0.99 (N - 1 noisy + the clean gradient), NoiseGrad (N weight draws), FusionGrad
 (N/5 weight x 5 input draws), SmoothTaylor (N roots), Integrated Gradients (N steps from the
 black image), SmoothGrad with the laplace / uniform / student_t / bump kernels at the same sigma,
-and the three controls of :mod:`benchmarks._controls` (blurred gradient, input edge map, random
+and the three controls of :mod:`captum_smooth.app.controls` (blurred gradient, input edge map, random
 map). Gradients are signed (``abs=False``) and every map is scored by magnitude (``|map|``,
 summed over channels); input noise is sigma = 0.15 of the [0, 1] range for every method that
 draws it. Every seed is fixed (model init, data, noise), so the scores reproduce exactly; wall
@@ -44,7 +44,7 @@ import torch
 from captum.attr import Attribution, IntegratedGradients, NoiseTunnel, Saliency
 from torch import Tensor, nn
 
-from benchmarks._controls import BlurredGradient, EdgeMap, RandomMap, gaussian_blur
+from captum_smooth.app.controls import BlurredGradient, EdgeMap, RandomMap, gaussian_blur
 from benchmarks._harness import environment, markdown_table, run_standalone
 from benchmarks._patch_data import (
     make_patch_data,
@@ -509,7 +509,7 @@ def patch_task(cfg: Config, example_maps: dict[str, Tensor] | None = None) -> tu
 
 def _randomised_digits_cnn(seed: int) -> nn.Module:
     """A freshly initialised (untrained) DigitsCNN, drawn under its own seed."""
-    from captum_smooth.models.digits import DigitsCNN
+    from captum_smooth.app.models.digits import DigitsCNN
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(10_000 + seed)
@@ -519,7 +519,7 @@ def _randomised_digits_cnn(seed: int) -> nn.Module:
 
 def digits_task(cfg: Config) -> tuple[Table, list]:
     """Faithfulness, concentration, noise, robustness and sanity on the digits CNN."""
-    from captum_smooth.models.digits import load_digits_data, train_digits_cnn
+    from captum_smooth.app.models.digits import load_digits_data, train_digits_cnn
 
     specs = _selected(method_specs(cfg.budget, blur_sigma=1.0), cfg)
     table = Table(
@@ -614,8 +614,8 @@ def digits_task(cfg: Config) -> tuple[Table, list]:
 
 def photos_task(cfg: Config, example_maps: dict[str, Tensor] | None = None) -> tuple[Table, list]:
     """Noise, concentration and faithfulness on EfficientNet-Lite0 and the bundled photos."""
-    from captum_smooth.data.images import load_sample_images
-    from captum_smooth.models.efficientnet_lite import load_efficientnet_lite0
+    from captum_smooth.app.data.images import load_sample_images
+    from captum_smooth.app.models.efficientnet_lite import load_efficientnet_lite0
 
     specs = _selected(
         method_specs(

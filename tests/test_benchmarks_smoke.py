@@ -15,7 +15,7 @@ pytest.importorskip("sklearn")
 
 from benchmarks import __main__ as runner
 from benchmarks import bench_quality as quality
-from benchmarks._controls import (
+from captum_smooth.app.controls import (
     BlurredGradient,
     EdgeMap,
     RandomMap,

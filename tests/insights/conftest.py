@@ -17,7 +17,7 @@ if str(TESTS) not in sys.path:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    from captum_smooth.insights import insights_available
+    from captum_smooth.app.insights import insights_available
 
     if insights_available():
         return

@@ -2,7 +2,7 @@
 
 Every image comes back as a float32 RGB tensor with values in ``[0, 1]``, center-cropped to a
 square and resized to ``size x size`` (antialiased bilinear), the input convention of
-:class:`captum_smooth.models.efficientnet_lite.EfficientNetLite0`. scikit-image and Pillow are
+:class:`captum_smooth.app.models.efficientnet_lite.EfficientNetLite0`. scikit-image and Pillow are
 imported only when a function needs them, so importing ``captum_smooth`` stays light.
 """
 
@@ -123,7 +123,7 @@ def load_sample_images(
 ) -> tuple[Tensor, list[str]]:
     """Photos bundled with scikit-image (no download), as a batch in ``[0, 1]``.
 
-    With the default ImageNet model (:func:`captum_smooth.models.load_efficientnet_lite0`)
+    With the default ImageNet model (:func:`captum_smooth.app.models.load_efficientnet_lite0`)
     the default photos are classified as: chelsea -> Egyptian cat / tiger cat, coffee ->
     espresso, rocket -> missile.
 

@@ -6,7 +6,7 @@ of images (with the embedded ImageNet EfficientNet-Lite0) into a resumable store
     captum-smooth explain-dataset --data digits --method adaptgrad --out runs/digits
     captum-smooth explain-dataset --data photos/ --method smoothgrad --out runs/photos \\
         --dtype float16 --reduce-channels abs_sum
-    torchrun --nproc_per_node 2 -m captum_smooth.dataset.cli explain-dataset --data digits ...
+    torchrun --nproc_per_node 2 -m captum_smooth.app.dataset_cli explain-dataset --data digits ...
 
 Run again with the same arguments to resume a killed run. Under ``torchrun`` the process group
 is set up here (gloo on CPU, NCCL on GPU) and rank 0's model weights are sent to every rank.
@@ -26,8 +26,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from .explain import explain_dataset
-from .store import StoreError
+from ..dataset.explain import explain_dataset
+from ..dataset.store import StoreError
 
 __all__ = ["add_explain_dataset_parser", "main", "run_explain_dataset"]
 
@@ -58,7 +58,7 @@ class _ImageDirectory(Dataset):
         self.labels = self._labels()
 
     def _labels(self) -> list[int] | None:
-        from ..models.imagenet import imagenet_class_index
+        from .models.imagenet import imagenet_class_index
 
         labels = []
         for name in self.files:
@@ -78,7 +78,7 @@ class _ImageDirectory(Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> Any:
-        from ..data.images import load_image
+        from .data.images import load_image
 
         image = load_image(self.root / self.files[i], size=self.size)
         return image if self.labels is None else (image, self.labels[i])
@@ -156,7 +156,7 @@ def add_explain_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _data(args: argparse.Namespace) -> tuple[Any, str, dict[str, Any]]:
     """``(data, default model, metadata)`` for ``--data``."""
     if args.data == "digits":
-        from ..models.digits import _digits_arrays
+        from .models.digits import _digits_arrays
 
         images, labels = _digits_arrays()
         data: Any = (torch.from_numpy(images), torch.from_numpy(labels))
@@ -182,11 +182,11 @@ def _data(args: argparse.Namespace) -> tuple[Any, str, dict[str, Any]]:
 
 def _model(name: str, weights: str | None) -> nn.Module:
     if name == "digits":
-        from ..models.digits import DigitsCNN, trained_digits_cnn
+        from .models.digits import DigitsCNN, trained_digits_cnn
 
         model: nn.Module = DigitsCNN() if weights else trained_digits_cnn(seed=0)
     else:
-        from ..models.efficientnet_lite import load_efficientnet_lite0
+        from .models.efficientnet_lite import load_efficientnet_lite0
 
         model = load_efficientnet_lite0(pretrained=weights is None)
     if weights:
@@ -309,7 +309,7 @@ def run_explain_dataset(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m captum_smooth.dataset.cli explain-dataset ...``.
+    """Entry point of ``python -m captum_smooth.app.dataset_cli explain-dataset ...``.
 
     Args:
         argv: The arguments (default: ``sys.argv[1:]``).

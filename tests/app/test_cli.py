@@ -15,8 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from captum_smooth import cli
-from captum_smooth.methods_registry import (
+from captum_smooth.app import cli
+from captum_smooth.app.methods import (
     DEFAULT_METHODS,
     MethodUnavailableError,
     available_methods,
@@ -357,13 +357,13 @@ def test_failure_mid_run_leaves_nothing(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from captum_smooth.visualization import comparison_grid
+    from captum_smooth.app.visualization import comparison_grid
 
     def broken_grid(*args: object, **kwargs: object) -> None:
         comparison_grid(*args, **kwargs)  # writes the PNG into the staging folder
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("captum_smooth.visualization.comparison_grid", broken_grid)
+    monkeypatch.setattr("captum_smooth.app.visualization.comparison_grid", broken_grid)
     out = tmp_path / "o"
     assert cli.main(_args(images, out, "-m", "gradient")) == 1
     assert "disk full" in _one_error_line(capsys)
@@ -388,7 +388,7 @@ def test_explain_dataset_subcommand_is_wired(capsys: pytest.CaptureFixture[str])
 def test_insights_without_captum_insights_points_to_explain(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from captum_smooth import insights
+    from captum_smooth.app import insights
 
     if insights.insights_available():
         pytest.skip("captum.insights is installed here (tests/insights covers it)")

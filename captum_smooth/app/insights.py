@@ -13,7 +13,7 @@ turned into floats by a ``post_process`` function; counts are number fields.
 
 Examples::
 
-    >>> from captum_smooth import insights
+    >>> from captum_smooth.app import insights
     >>> insights.register()  # doctest: +SKIP
     ['SmoothGrad', 'AdaptGrad', 'NoiseGrad', 'FusionGrad', 'SmoothTaylor']
     >>> insights.serve(model, images, port=8080, blocking=True)  # doctest: +SKIP
@@ -132,7 +132,7 @@ def _method_class(key: str) -> type | None:
 
 
 def _parameters(cls: type, fields: dict[str, tuple[Any, ...]], config: Any) -> Any:
-    from .noise import kernel_names
+    from ..noise import kernel_names
 
     accepted = inspect.signature(cls.attribute).parameters
     params: dict[str, Any] = {}

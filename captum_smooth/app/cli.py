@@ -11,7 +11,7 @@ Commands:
 * ``captum-smooth methods``: the method names and whether each is available.
 * ``captum-smooth insights [--port P]``: Captum Insights with these methods (captum <= 0.8).
 * ``captum-smooth explain-dataset ...``: a whole data set into a resumable store
-  (:mod:`captum_smooth.dataset.cli`).
+  (:mod:`captum_smooth.app.dataset_cli`).
 
 Images are fed to the model as RGB in ``[0, 1]``, ``(N, 3, size, size)``. Models (``--model``):
 ``efficientnet-lite0`` (the default, embedded), ``torchvision:NAME[:WEIGHTS]`` (random weights
@@ -333,7 +333,7 @@ def _progress(total: int, enabled: bool, desc: str) -> Any:
 def _score(
     model: nn.Module, image: Tensor, maps: Tensor, target: int, auc_steps: int
 ) -> dict[str, float]:
-    from .metrics import complexity, deletion_auc, insertion_auc, sparseness, total_variation
+    from ..metrics import complexity, deletion_auc, insertion_auc, sparseness, total_variation
 
     spatial = maps.abs().sum(dim=1)  # (1, H, W): what the heat map shows
     scores = {
@@ -399,8 +399,8 @@ class _Settings:
 
 
 def _validate(settings: _Settings) -> tuple[list[Any], bool]:
-    from .methods_registry import DEFAULT_METHODS, MethodUnavailableError, resolve_methods
-    from .noise import kernel_names
+    from .methods import DEFAULT_METHODS, MethodUnavailableError, resolve_methods
+    from ..noise import kernel_names
 
     if settings.samples < 1:
         raise CLIError(f"--samples must be >= 1, got {settings.samples}")
@@ -474,7 +474,7 @@ def _run(settings: _Settings) -> int:
     attributions: dict[str, list[Tensor]] = {spec.name: [] for spec in specs}
     rows: list[_Row] = []
     gradients: list[Tensor] = []
-    from .methods_registry import get_method
+    from .methods import get_method
 
     total = len(specs) * n_images
     with _progress(total, settings.progress, "explaining") as bar:
@@ -631,7 +631,7 @@ def _versions() -> dict[str, Any]:
     import captum
     import numpy
 
-    from . import __version__
+    from .. import __version__
 
     return {
         "captum_smooth": __version__,
@@ -750,7 +750,7 @@ def _run_insights(args: argparse.Namespace) -> int:
 
 
 def _run_methods() -> int:
-    from .methods_registry import get_method, method_names
+    from .methods import get_method, method_names
 
     for name in method_names():
         spec = get_method(name)
@@ -838,7 +838,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     Returns:
         The parser, with the sub-commands ``explain``, ``demo``, ``methods``, ``insights`` and
-        ``explain-dataset`` (:mod:`captum_smooth.dataset.cli`).
+        ``explain-dataset`` (:mod:`captum_smooth.app.dataset_cli`).
     """
     parser = _Parser(
         prog=PROG,
@@ -875,7 +875,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(demo, demo=True)
     sub.add_parser("methods", help="list the method names")
     try:  # data-set-scale attribution into a resumable store (captum_smooth.dataset)
-        from .dataset.cli import add_explain_dataset_parser
+        from .dataset_cli import add_explain_dataset_parser
     except ImportError:
         pass
     else:

@@ -36,8 +36,8 @@ import torch
 from captum.attr._utils.attribution import Attribution
 from torch import Tensor
 
-from .methods._preset import SmoothingPreset
-from .noise import kernel_names
+from ..methods._preset import SmoothingPreset
+from ..noise import kernel_names
 
 __all__ = [
     "DEFAULT_METHODS",
