@@ -22,8 +22,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from captum_smooth import AdaptGrad, AttributionStore, SmoothTunnel, StoreError, explain_dataset
-from captum_smooth.dataset import batch_seed
 from captum_smooth.app.dataset_cli import add_explain_dataset_parser, main
+from captum_smooth.dataset import batch_seed
 
 N, C, H = 37, 3, 6
 ROOT = Path(__file__).resolve().parents[1]

@@ -137,7 +137,14 @@ def test_torchrun_cli_matches_single_process(tmp_path: Path) -> None:
         timeout=300,
     )
     subprocess.run(
-        [sys.executable, "-m", "captum_smooth.app.dataset_cli", *common, "--out", str(tmp_path / "s")],
+        [
+            sys.executable,
+            "-m",
+            "captum_smooth.app.dataset_cli",
+            *common,
+            "--out",
+            str(tmp_path / "s"),
+        ],
         cwd=ROOT,
         env=env,
         check=True,

@@ -8,6 +8,12 @@ of images (with the embedded ImageNet EfficientNet-Lite0) into a resumable store
         --dtype float16 --reduce-channels abs_sum
     torchrun --nproc_per_node 2 -m captum_smooth.app.dataset_cli explain-dataset --data digits ...
 
+``--method`` takes any name of the method table (:mod:`captum_smooth.app.methods`, the names of
+``captum-smooth methods``), built with the table's arguments at a budget of ``--nt-samples``
+gradient evaluations (``--ig-steps`` for ``ig``); ``--noise-level`` and ``--confidence`` replace
+the table's values for the methods that take them. The names of earlier versions
+(``saliency``, ``integrated-gradients``) are refused with the new name.
+
 Run again with the same arguments to resume a killed run. Under ``torchrun`` the process group
 is set up here (gloo on CPU, NCCL on GPU) and rank 0's model weights are sent to every rank.
 """
@@ -28,12 +34,26 @@ from torch.utils.data import Dataset
 
 from ..dataset.explain import explain_dataset
 from ..dataset.store import StoreError
+from .methods import RENAMED, get_method, method_names
 
 __all__ = ["add_explain_dataset_parser", "main", "run_explain_dataset"]
 
 _IMAGE_SUFFIXES = {".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"}
-_METHODS = ("adaptgrad", "smoothgrad", "saliency", "integrated-gradients", "input-x-gradient")
-_SMOOTHING = ("adaptgrad", "smoothgrad")
+
+
+def _method_name(text: str) -> str:
+    """``--method``: a name of the method table; an old name is refused with its new name."""
+    key = text.strip().lower()
+    if key in RENAMED:
+        raise argparse.ArgumentTypeError(
+            f"method {text!r} is now called {RENAMED[key]!r} (see `captum-smooth methods`)"
+        )
+    try:
+        return get_method(key).name
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"unknown method {text!r}; known methods: {', '.join(method_names())}"
+        ) from None
 
 
 class _ImageDirectory(Dataset):
@@ -120,7 +140,13 @@ def add_explain_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
         "layouts give labels when the folders are class indices or ImageNet class names)",
     )
     p.add_argument("--out", required=True, help="the store directory (new, empty, or to resume)")
-    p.add_argument("--method", choices=_METHODS, default="adaptgrad", help="default: adaptgrad")
+    p.add_argument(
+        "--method",
+        type=_method_name,
+        default="adaptgrad",
+        metavar="NAME",
+        help="a method of `captum-smooth methods` (default: adaptgrad)",
+    )
     p.add_argument(
         "--model",
         choices=("auto", "digits", "efficientnet-lite0"),
@@ -140,10 +166,15 @@ def add_explain_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="default: 0")
     p.add_argument("--dtype", choices=("float16", "float32"), default="float32")
     p.add_argument("--reduce-channels", choices=("sum", "abs_sum", "mean"), default=None)
-    p.add_argument("--nt-samples", type=int, default=20, help="smoothing samples (default: 20)")
-    p.add_argument("--noise-level", type=float, default=0.15, help="smoothgrad (default: 0.15)")
+    p.add_argument(
+        "--nt-samples",
+        type=int,
+        default=20,
+        help="gradient evaluations per example of the sampling methods (default: 20)",
+    )
+    p.add_argument("--noise-level", type=float, default=0.15, help="smoothgrad* (default: 0.15)")
     p.add_argument("--confidence", type=float, default=0.95, help="adaptgrad (default: 0.95)")
-    p.add_argument("--ig-steps", type=int, default=32, help="integrated-gradients (default: 32)")
+    p.add_argument("--ig-steps", type=int, default=32, help="ig (default: 32)")
     p.add_argument("--image-size", type=int, default=224, help="image side (default: 224)")
     p.add_argument("--limit", type=int, default=None, help="only the first N examples")
     p.add_argument("--num-workers", type=int, default=0, help="data loader workers")
@@ -195,22 +226,14 @@ def _model(name: str, weights: str | None) -> nn.Module:
 
 
 def _method(args: argparse.Namespace, model: nn.Module) -> tuple[Any, dict[str, Any]]:
-    from captum.attr import InputXGradient, IntegratedGradients, Saliency
-
-    from ..methods import AdaptGrad, SmoothGrad
-
-    bounds = (0.0, 1.0)  # both the digits and the images are in [0, 1]
-    if args.method == "adaptgrad":
-        kwargs = {"nt_samples": args.nt_samples, "confidence": args.confidence, "bounds": bounds}
-        return AdaptGrad(model), kwargs
-    if args.method == "smoothgrad":
-        kwargs = {"nt_samples": args.nt_samples, "noise_level": args.noise_level, "bounds": bounds}
-        return SmoothGrad(model), kwargs
-    if args.method == "saliency":
-        return Saliency(model), {}
-    if args.method == "integrated-gradients":
-        return IntegratedGradients(model), {"n_steps": args.ig_steps}
-    return InputXGradient(model), {}
+    """The table's method on ``model`` and its ``attribute`` arguments at the given budget."""
+    spec = get_method(args.method)
+    budget = args.ig_steps if spec.name == "ig" else args.nt_samples
+    kwargs = spec.kwargs(budget)
+    for key, value in (("noise_level", args.noise_level), ("confidence", args.confidence)):
+        if key in kwargs:
+            kwargs[key] = value
+    return spec.cls(model), kwargs
 
 
 def _init_distributed() -> bool:
