@@ -399,7 +399,7 @@ def test_insights_without_captum_insights_points_to_explain(
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    root = str(TESTS.parent)
+    root = str(TESTS.parents[1])
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), root, env.get("PYTHONPATH", "")])
     return env
 
