@@ -31,8 +31,8 @@ RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"
 
 
 def _embedded(quick: bool) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
-    from captum_smooth.data.images import load_sample_images
-    from captum_smooth.models.efficientnet_lite import load_efficientnet_lite0
+    from captum_smooth.app.data.images import load_sample_images
+    from captum_smooth.app.models.efficientnet_lite import load_efficientnet_lite0
 
     model = load_efficientnet_lite0()
     size = 112 if quick else 224

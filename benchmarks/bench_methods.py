@@ -37,8 +37,8 @@ _BOUNDS = (0.0, 1.0)
 
 
 def _models() -> dict[str, nn.Module]:
-    from captum_smooth.models.efficientnet_lite import load_efficientnet_lite0
-    from captum_smooth.models.resnet import resnet18_like
+    from captum_smooth.app.models.efficientnet_lite import load_efficientnet_lite0
+    from captum_smooth.app.models.resnet import resnet18_like
 
     return {
         "ResNet-18-sized": resnet18_like(seed=0).eval(),
@@ -48,7 +48,7 @@ def _models() -> dict[str, nn.Module]:
 
 def _images(batch: int, size: int) -> torch.Tensor:
     """The bundled photos, cycled to ``batch`` images (content barely matters for speed)."""
-    from captum_smooth.data.images import load_sample_images
+    from captum_smooth.app.data.images import load_sample_images
 
     photos, _ = load_sample_images(("chelsea", "coffee", "rocket"), size)
     return photos[torch.arange(batch) % photos.shape[0]].contiguous()

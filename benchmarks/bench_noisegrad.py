@@ -33,7 +33,7 @@ STDEV = 0.2
 
 
 def _model_and_image(size: int, batch: int = 1) -> tuple[nn.Module, torch.Tensor]:
-    from captum_smooth.models.resnet import resnet18_like
+    from captum_smooth.app.models.resnet import resnet18_like
 
     model = resnet18_like(seed=0).eval()
     image = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0))

@@ -8,11 +8,11 @@ Tasks (each a markdown table; mean ± std over 3 model seeds unless said otherwi
   6 x 6 patch among two distractor patches; a small CNN per seed. Localisation against the known
   patch: relevance mass, relevance rank accuracy, pointing game; also sparseness and total
   variation.
-* **Digits** (:mod:`captum_smooth.models.digits`, scikit-learn's real 8 x 8 digits, a trained CNN
-  per seed): deletion / insertion AUC, Gini sparseness, total variation, max-sensitivity and the
-  model-randomisation sanity check (Adebayo et al. 2018: Spearman rank correlation between the
-  map of the trained model and the map of a model with freshly initialised weights; *lower*
-  means the map depends more on the model; input-only maps score 1).
+* **Digits** (:mod:`captum_smooth.app.models.digits`, scikit-learn's real 8 x 8 digits, a
+  trained CNN per seed): deletion / insertion AUC, Gini sparseness, total variation,
+  max-sensitivity and the model-randomisation sanity check (Adebayo et al. 2018: Spearman rank
+  correlation between the map of the trained model and the map of a model with freshly
+  initialised weights; *lower* means the map depends more on the model; input-only maps score 1).
 * **EfficientNet-Lite0** (ImageNet weights) on the bundled photos: total variation, sparseness,
   deletion / insertion AUC. One pretrained model, so the spread is over the photos.
 
@@ -21,15 +21,18 @@ plain gradient (1), Captum's SmoothGrad (``NoiseTunnel(Saliency)``), AdaptGrad a
 0.95 / 0.99 (N - 1 noisy + the clean gradient), NoiseGrad (N weight draws), FusionGrad
 (N/5 weight x 5 input draws), SmoothTaylor (N roots), Integrated Gradients (N steps from the
 black image), SmoothGrad with the laplace / uniform / student_t / bump kernels at the same sigma,
-and the three controls of :mod:`benchmarks._controls` (blurred gradient, input edge map, random
-map). Gradients are signed (``abs=False``) and every map is scored by magnitude (``|map|``,
-summed over channels); input noise is sigma = 0.15 of the [0, 1] range for every method that
+and the three controls of :mod:`captum_smooth.app.controls` (blurred gradient, input edge map,
+random map). Every method row is an entry of the method table (:mod:`captum_smooth.app.methods`:
+its class and arguments at the budget, with the overrides written in :func:`method_specs`).
+Gradients are signed (``abs=False``) and every map is scored by magnitude (``|map|``, summed
+over channels); input noise is sigma = 0.15 of the [0, 1] range for every method that
 draws it. Every seed is fixed (model init, data, noise), so the scores reproduce exactly; wall
 times are measured once per call.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import statistics
@@ -41,10 +44,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from captum.attr import Attribution, IntegratedGradients, NoiseTunnel, Saliency
+from captum.attr import Attribution, NoiseTunnel
 from torch import Tensor, nn
 
-from benchmarks._controls import BlurredGradient, EdgeMap, RandomMap, gaussian_blur
 from benchmarks._harness import environment, markdown_table, run_standalone
 from benchmarks._patch_data import (
     make_patch_data,
@@ -53,7 +55,8 @@ from benchmarks._patch_data import (
     relevance_rank,
     train_patch_cnn,
 )
-from captum_smooth import AdaptGrad, SmoothGrad, kernel_names
+from captum_smooth.app.controls import BlurredGradient, EdgeMap, RandomMap, gaussian_blur
+from captum_smooth.app.methods import get_method
 from captum_smooth.metrics import (
     deletion_auc,
     insertion_auc,
@@ -84,9 +87,11 @@ class MethodSpec:
         label: The name in the tables.
         evaluations: Gradient evaluations per image.
         build: ``(model, seed) -> (attribution instance, attribute keyword arguments)``; the
-            target is added at call time. None when the method could not be imported.
+            target is added at call time. None when the row is not run (see ``skipped``).
         kind: ``method`` or ``control``.
-        skipped: Why the method is not run (its module has not landed), else "".
+        skipped: Why the row is not run, else "".
+        method: The name of its entry in the method table (:mod:`captum_smooth.app.methods`),
+            "" for the Captum reference and the controls.
     """
 
     label: str
@@ -94,6 +99,7 @@ class MethodSpec:
     build: Builder | None
     kind: str = "method"
     skipped: str = ""
+    method: str = ""
 
 
 @dataclass(frozen=True)
@@ -139,19 +145,30 @@ QUICK = Config(
 )
 
 
-def _optional(module: str, name: str) -> Any:
-    """The class ``module.name``, or None if it has not landed."""
-    try:
-        mod = __import__(module, fromlist=[name])
-        return getattr(mod, name)
-    except (ImportError, AttributeError):
-        return None
+def _table_row(
+    label: str, name: str, budget: int, seeded: bool = True, **overrides: Any
+) -> MethodSpec:
+    """The method table's ``name`` at ``budget``, with ``overrides`` of its arguments."""
+    spec = get_method(name)
+
+    def build(m: nn.Module, s: int) -> tuple[Attribution, dict[str, Any]]:
+        seed = {"generator": s} if seeded else {}
+        return spec.cls(m), spec.kwargs(budget, **overrides, **seed)
+
+    return MethodSpec(label, spec.evaluations(budget), build, method=spec.name)
 
 
 def method_specs(
     budget: int, blur_sigma: float, chunk: int | None = None, ig_rows: int | None = None
 ) -> list[MethodSpec]:
     """Every method and control at ``budget`` gradient evaluations per image.
+
+    The methods are the method table's entries (:func:`captum_smooth.app.methods.get_method`),
+    with these overrides of the table's arguments: the chunk sizes below, a seed per run, the
+    AdaptGrad confidences of :data:`CONFIDENCES`, FusionGrad's ``budget / 5`` weight x 5 input
+    draws at sigma :data:`NOISE_LEVEL`, SmoothTaylor at sigma :data:`NOISE_LEVEL`, and
+    Integrated Gradients by Gauss-Legendre from a black image. Captum's own NoiseTunnel
+    SmoothGrad is the reference row (around the table's ``gradient`` class).
 
     Args:
         budget: Gradient evaluations per image (>= 5).
@@ -168,138 +185,51 @@ def method_specs(
         The specs, methods first, controls last.
     """
     n = budget
-    signed = {"abs": False}
-    ours_chunk = None if chunk is None else "auto"
+    ours = {"nt_samples_batch_size": None if chunk is None else "auto"}
+    gradient = get_method("gradient")
     specs: list[MethodSpec] = [
-        MethodSpec("Gradient", 1, lambda m, s: (Saliency(m), dict(signed))),
+        _table_row("Gradient", "gradient", n, seeded=False),
         MethodSpec(
             "SmoothGrad (Captum NoiseTunnel)",
             n,
             lambda m, s: (
-                NoiseTunnel(Saliency(m)),
+                NoiseTunnel(gradient.cls(m)),
                 {
                     "nt_type": "smoothgrad",
                     "nt_samples": n,
                     "stdevs": NOISE_LEVEL * (BOUNDS[1] - BOUNDS[0]),
                     "nt_samples_batch_size": chunk,
-                    **signed,
+                    **gradient.kwargs(1),
                 },
             ),
         ),
     ]
-    for c in CONFIDENCES:
-        specs.append(
-            MethodSpec(
-                f"AdaptGrad c={c}",
-                n,
-                lambda m, s, c=c: (
-                    AdaptGrad(m),
-                    {
-                        "nt_samples": n - 1,
-                        "include_clean": True,
-                        "confidence": c,
-                        "bounds": BOUNDS,
-                        "nt_samples_batch_size": ours_chunk,
-                        "generator": s,
-                        **signed,
-                    },
-                ),
-            )
-        )
-    noisegrad = _optional("captum_smooth.methods.noisegrad", "NoiseGrad")
-    fusiongrad = _optional("captum_smooth.methods.noisegrad", "FusionGrad")
-    smoothtaylor = _optional("captum_smooth.methods.smoothtaylor", "SmoothTaylor")
-    specs.append(
-        MethodSpec(
-            "NoiseGrad",
-            n,
-            None
-            if noisegrad is None
-            else lambda m, s: (
-                noisegrad(m),
-                {"n_weight_samples": n, "weight_stdev": WEIGHT_STDEV, "generator": s, **signed},
-            ),
-            skipped="" if noisegrad else "captum_smooth.methods.noisegrad has not landed",
-        )
-    )
+    specs += [
+        _table_row(f"AdaptGrad c={c}", "adaptgrad", n, confidence=c, **ours) for c in CONFIDENCES
+    ]
+    specs.append(_table_row("NoiseGrad", "noisegrad", n, weight_stdev=WEIGHT_STDEV))
     m_draws = max(1, n // FUSION_INPUT_DRAWS)
+    fusion = {"n_weight_samples": m_draws, "nt_samples": FUSION_INPUT_DRAWS}
     specs.append(
-        MethodSpec(
-            f"FusionGrad {m_draws}x{FUSION_INPUT_DRAWS}",
-            m_draws * FUSION_INPUT_DRAWS,
-            None
-            if fusiongrad is None
-            else lambda m, s: (
-                fusiongrad(m),
-                {
-                    "n_weight_samples": m_draws,
-                    "weight_stdev": WEIGHT_STDEV,
-                    "nt_samples": FUSION_INPUT_DRAWS,
-                    "stdevs": NOISE_LEVEL,
-                    "nt_samples_batch_size": ours_chunk,
-                    "generator": s,
-                    **signed,
-                },
-            ),
-            skipped="" if fusiongrad else "captum_smooth.methods.noisegrad has not landed",
-        )
-    )
-    specs.append(
-        MethodSpec(
-            "SmoothTaylor",
-            n,
-            None
-            if smoothtaylor is None
-            else lambda m, s: (
-                smoothtaylor(m),
-                {
-                    "nt_samples": n,
-                    "stdevs": NOISE_LEVEL,
-                    "nt_samples_batch_size": ours_chunk,
-                    "generator": s,
-                },
-            ),
-            skipped="" if smoothtaylor else "captum_smooth.methods.smoothtaylor has not landed",
-        )
-    )
-    specs.append(
-        MethodSpec(
-            "Integrated Gradients",
-            n,
-            lambda m, s: (
-                IntegratedGradients(m),
-                {
-                    "n_steps": n,
-                    "baselines": 0.0,
-                    "method": "gausslegendre",
-                    "internal_batch_size": ig_rows,
-                },
-            ),
-        )
-    )
-    known = set(kernel_names())
-    for k in KERNELS:
-        specs.append(
-            MethodSpec(
-                f"SmoothGrad {k}",
+        dataclasses.replace(
+            _table_row(
+                f"FusionGrad {m_draws}x{FUSION_INPUT_DRAWS}",
+                "fusiongrad",
                 n,
-                None
-                if k not in known
-                else lambda m, s, k=k: (
-                    SmoothGrad(m),
-                    {
-                        "nt_samples": n,
-                        "noise_level": NOISE_LEVEL,
-                        "bounds": BOUNDS,
-                        "kernel": k,
-                        "nt_samples_batch_size": ours_chunk,
-                        "generator": s,
-                        **signed,
-                    },
-                ),
-                skipped="" if k in known else f"kernel {k!r} has not landed",
-            )
+                weight_stdev=WEIGHT_STDEV,
+                stdevs=NOISE_LEVEL,
+                **fusion,
+                **ours,
+            ),
+            evaluations=m_draws * FUSION_INPUT_DRAWS,
         )
+    )
+    specs.append(_table_row("SmoothTaylor", "smoothtaylor", n, stdevs=NOISE_LEVEL, **ours))
+    ig = {"baselines": 0.0, "method": "gausslegendre", "internal_batch_size": ig_rows}
+    specs.append(_table_row("Integrated Gradients", "ig", n, seeded=False, **ig))
+    for k in KERNELS:
+        name = "smoothgrad-" + k.replace("_", "-")
+        specs.append(_table_row(f"SmoothGrad {k}", name, n, noise_level=NOISE_LEVEL, **ours))
     specs += [
         MethodSpec(
             f"control: blurred gradient ({blur_sigma:g} px)",
@@ -509,7 +439,7 @@ def patch_task(cfg: Config, example_maps: dict[str, Tensor] | None = None) -> tu
 
 def _randomised_digits_cnn(seed: int) -> nn.Module:
     """A freshly initialised (untrained) DigitsCNN, drawn under its own seed."""
-    from captum_smooth.models.digits import DigitsCNN
+    from captum_smooth.app.models.digits import DigitsCNN
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(10_000 + seed)
@@ -519,7 +449,7 @@ def _randomised_digits_cnn(seed: int) -> nn.Module:
 
 def digits_task(cfg: Config) -> tuple[Table, list]:
     """Faithfulness, concentration, noise, robustness and sanity on the digits CNN."""
-    from captum_smooth.models.digits import load_digits_data, train_digits_cnn
+    from captum_smooth.app.models.digits import load_digits_data, train_digits_cnn
 
     specs = _selected(method_specs(cfg.budget, blur_sigma=1.0), cfg)
     table = Table(
@@ -614,8 +544,8 @@ def digits_task(cfg: Config) -> tuple[Table, list]:
 
 def photos_task(cfg: Config, example_maps: dict[str, Tensor] | None = None) -> tuple[Table, list]:
     """Noise, concentration and faithfulness on EfficientNet-Lite0 and the bundled photos."""
-    from captum_smooth.data.images import load_sample_images
-    from captum_smooth.models.efficientnet_lite import load_efficientnet_lite0
+    from captum_smooth.app.data.images import load_sample_images
+    from captum_smooth.app.models.efficientnet_lite import load_efficientnet_lite0
 
     specs = _selected(
         method_specs(

@@ -4,7 +4,7 @@ Run: ``python -m benchmarks.bench_scaling`` (``--quick`` for a smaller check).
 
 SmoothTunnel with ``nt_samples_batch_size="auto"`` against Captum's NoiseTunnel at its default
 (every noisy copy in one batch), both around ``Saliency`` on the ResNet-18-sized CNN
-(:func:`captum_smooth.models.resnet.resnet18_like`, random weights, seed 0) at 224 x 224
+(:func:`captum_smooth.app.models.resnet.resnet18_like`, random weights, seed 0) at 224 x 224
 (112 x 112 with ``--quick``), Gaussian noise ``stdevs=0.1``, target 0:
 
 * vs ``nt_samples`` (10, 25, 50, 100) for one image;
@@ -66,7 +66,7 @@ def _setup(size: int, max_batch: int) -> Callable[[int, int], dict[str, Callable
     from captum.attr import NoiseTunnel, Saliency
 
     from captum_smooth import SmoothTunnel
-    from captum_smooth.models.resnet import resnet18_like
+    from captum_smooth.app.models.resnet import resnet18_like
 
     model = resnet18_like(seed=0)
     saliency = Saliency(model)

@@ -2,7 +2,7 @@
 
 Run: ``python -m benchmarks.bench_smoothtaylor`` (``--quick`` for a smaller check).
 
-Setting: the digits CNN (:func:`captum_smooth.models.digits.trained_digits_cnn`, ~99 % test
+Setting: the digits CNN (:func:`captum_smooth.app.models.digits.trained_digits_cnn`, ~99 % test
 accuracy) of several training seeds, the first test images of the fixed split, each explained
 for its predicted class. Every method gets the same number of gradient evaluations (50):
 SmoothTaylor with 50 roots at a fixed sigma, Integrated Gradients with 50 steps from the blank
@@ -156,7 +156,7 @@ def _adaptive(
 
 def run(quick: bool = False) -> dict[str, Any]:
     """Measure everything; return the figures and a markdown report."""
-    from captum_smooth.models.digits import load_digits_data, trained_digits_cnn
+    from captum_smooth.app.models.digits import load_digits_data, trained_digits_cnn
 
     seeds = [0] if quick else [0, 1, 2]
     n_images = 12 if quick else 32

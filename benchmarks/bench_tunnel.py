@@ -26,7 +26,7 @@ from captum_smooth import AdaptGrad, SmoothGrad, SmoothTunnel
 
 
 def _model_and_image(size: int = 224) -> tuple[torch.nn.Module, torch.Tensor]:
-    from captum_smooth.models.resnet import resnet18_like
+    from captum_smooth.app.models.resnet import resnet18_like
 
     model = resnet18_like(seed=0)
     image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))

@@ -7,7 +7,10 @@ The parts:
 * :mod:`captum_smooth.noise`: what is sampled (kernels, sigma rules, weight noise);
 * :mod:`captum_smooth.methods`: the named methods, presets of the loop;
 * :mod:`captum_smooth.metrics`: scores for smoothness and faithfulness;
-* :mod:`captum_smooth.models` and :mod:`captum_smooth.data`: the embedded model and images.
+* :mod:`captum_smooth.dataset`: data-set-scale attribution into a resumable store.
+
+The application (the ``captum-smooth`` command line, its method table, models, images and
+Captum Insights) lives in :mod:`captum_smooth.app`, which the library never imports.
 """
 
 from .core import SamplingReport, SmoothTunnel, StreamingMoments

@@ -15,19 +15,19 @@ pytest.importorskip("sklearn")
 
 from benchmarks import __main__ as runner
 from benchmarks import bench_quality as quality
-from benchmarks._controls import (
-    BlurredGradient,
-    EdgeMap,
-    RandomMap,
-    gaussian_blur,
-    sobel_magnitude,
-)
 from benchmarks._patch_data import (
     make_patch_data,
     patch_patterns,
     pointing_game,
     relevance_mass,
     relevance_rank,
+)
+from captum_smooth.app.controls import (
+    BlurredGradient,
+    EdgeMap,
+    RandomMap,
+    gaussian_blur,
+    sobel_magnitude,
 )
 
 

@@ -22,8 +22,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from captum_smooth import AdaptGrad, AttributionStore, SmoothTunnel, StoreError, explain_dataset
+from captum_smooth.app.dataset_cli import add_explain_dataset_parser, main
 from captum_smooth.dataset import batch_seed
-from captum_smooth.dataset.cli import add_explain_dataset_parser, main
 
 N, C, H = 37, 3, 6
 ROOT = Path(__file__).resolve().parents[1]
@@ -444,7 +444,7 @@ def test_cli_parser_defaults() -> None:
 
 def test_cli_digits_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("sklearn")
-    from captum_smooth.models.digits import DigitsCNN
+    from captum_smooth.app.models.digits import DigitsCNN
 
     torch.manual_seed(0)
     weights = tmp_path / "digits.pt"

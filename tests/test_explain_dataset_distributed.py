@@ -118,7 +118,7 @@ def test_two_ranks_resume_a_single_process_run(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_torchrun_cli_matches_single_process(tmp_path: Path) -> None:
     pytest.importorskip("sklearn")
-    from captum_smooth.models.digits import DigitsCNN
+    from captum_smooth.app.models.digits import DigitsCNN
 
     torch.manual_seed(0)
     weights = tmp_path / "digits.pt"
@@ -130,14 +130,21 @@ def test_torchrun_cli_matches_single_process(tmp_path: Path) -> None:
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
     torchrun += ["--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
     subprocess.run(
-        [*torchrun, "-m", "captum_smooth.dataset.cli", *common, "--out", str(tmp_path / "d")],
+        [*torchrun, "-m", "captum_smooth.app.dataset_cli", *common, "--out", str(tmp_path / "d")],
         cwd=ROOT,
         env=env,
         check=True,
         timeout=300,
     )
     subprocess.run(
-        [sys.executable, "-m", "captum_smooth.dataset.cli", *common, "--out", str(tmp_path / "s")],
+        [
+            sys.executable,
+            "-m",
+            "captum_smooth.app.dataset_cli",
+            *common,
+            "--out",
+            str(tmp_path / "s"),
+        ],
         cwd=ROOT,
         env=env,
         check=True,

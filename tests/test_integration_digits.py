@@ -31,7 +31,7 @@ class _RangeProbe(torch.nn.Module):
 
 @pytest.fixture(scope="module")
 def digits() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
-    from captum_smooth.models.digits import load_digits_data, trained_digits_cnn
+    from captum_smooth.app.models.digits import load_digits_data, trained_digits_cnn
 
     model = trained_digits_cnn(seed=0)
     data = load_digits_data(seed=0)

@@ -400,7 +400,7 @@ def test_calibration_bad_input() -> None:
 
 @pytest.mark.slow
 def test_calibration_on_the_trained_digits_cnn() -> None:
-    digits = pytest.importorskip("captum_smooth.models.digits")
+    digits = pytest.importorskip("captum_smooth.app.models.digits")
     pytest.importorskip("sklearn")
     model = digits.trained_digits_cnn(0)
     data = digits.load_digits_data()

@@ -3,7 +3,7 @@
 * :func:`explain_dataset`: attributions of every example, written shard by shard into an
   on-disk store; resumable after a crash; split over the ranks of ``torch.distributed``;
 * :class:`AttributionStore`: read them back, example by example, with checksums;
-* :mod:`captum_smooth.dataset.cli`: the ``captum-smooth explain-dataset`` subcommand.
+* :mod:`captum_smooth.app.dataset_cli`: the ``captum-smooth explain-dataset`` subcommand.
 """
 
 from .explain import batch_seed, explain_dataset

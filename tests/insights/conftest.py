@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-TESTS = Path(__file__).resolve().parents[1]
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))  # cli_models, the tiny test model
+TESTS_APP = Path(__file__).resolve().parents[1] / "app"
+if str(TESTS_APP) not in sys.path:
+    sys.path.insert(0, str(TESTS_APP))  # cli_models, the tiny test model
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    from captum_smooth.insights import insights_available
+    from captum_smooth.app.insights import insights_available
 
     if insights_available():
         return

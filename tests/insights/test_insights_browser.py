@@ -55,7 +55,8 @@ def _wait_for(port: int, process: subprocess.Popen[str], timeout: float) -> None
 def server_url() -> Iterator[str]:
     port = _free_port()
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), str(ROOT), env.get("PYTHONPATH", "")])
+    tests_app = str(ROOT / "tests" / "app")  # cli_models
+    env["PYTHONPATH"] = os.pathsep.join([tests_app, str(ROOT), env.get("PYTHONPATH", "")])
     command = [
         sys.executable,
         "-m",

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 
-from captum_smooth import insights
+from captum_smooth.app import insights
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),

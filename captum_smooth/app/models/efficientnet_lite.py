@@ -235,7 +235,7 @@ def load_efficientnet_lite0(pretrained: bool = True) -> EfficientNetLite0:
 
     The model takes RGB images in ``[0, 1]`` of shape ``(N, 3, 224, 224)`` and returns the 1000
     ImageNet logits; normalisation happens inside ``forward``. Class names are given by
-    :func:`captum_smooth.models.imagenet.imagenet_classes`.
+    :func:`captum_smooth.app.models.imagenet.imagenet_classes`.
 
     Args:
         pretrained: If True, load the ImageNet-trained weights from the

@@ -15,10 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from captum_smooth import cli
-from captum_smooth.methods_registry import (
+from captum_smooth.app import cli
+from captum_smooth.app.methods import (
     DEFAULT_METHODS,
-    MethodUnavailableError,
     available_methods,
     get_method,
     method_names,
@@ -118,20 +117,18 @@ def test_available_methods_hold_the_landed_presets() -> None:
     assert {"gradient", "smoothgrad", "adaptgrad", "ig"} <= set(available)
 
 
-def test_unavailable_method_is_reported() -> None:
-    spec = get_method("smoothgrad")
-    missing = type(spec)(
-        "missing",
-        "Missing",
-        "",
-        "captum_smooth.no_such_module",
-        "X",
-        spec.arguments,
-        spec.evaluations,
+def test_every_method_holds_its_class() -> None:
+    # The table holds the classes themselves (no import strings, nothing "not available").
+    from captum.attr import Attribution
+
+    for name in method_names():
+        spec = get_method(name)
+        assert isinstance(spec.cls, type) and issubclass(spec.cls, Attribution)
+    missing = type(get_method("smoothgrad"))(
+        "missing", "Missing", "", get_method("smoothgrad").cls, lambda n: {}, lambda n: n
     )
-    assert not missing.available
-    with pytest.raises(MethodUnavailableError, match="not available"):
-        missing.method_class()
+    with pytest.raises(ValueError, match="samples"):
+        missing.kwargs(0)
 
 
 @pytest.mark.parametrize(
@@ -357,13 +354,13 @@ def test_failure_mid_run_leaves_nothing(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from captum_smooth.visualization import comparison_grid
+    from captum_smooth.app.visualization import comparison_grid
 
     def broken_grid(*args: object, **kwargs: object) -> None:
         comparison_grid(*args, **kwargs)  # writes the PNG into the staging folder
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("captum_smooth.visualization.comparison_grid", broken_grid)
+    monkeypatch.setattr("captum_smooth.app.visualization.comparison_grid", broken_grid)
     out = tmp_path / "o"
     assert cli.main(_args(images, out, "-m", "gradient")) == 1
     assert "disk full" in _one_error_line(capsys)
@@ -388,7 +385,7 @@ def test_explain_dataset_subcommand_is_wired(capsys: pytest.CaptureFixture[str])
 def test_insights_without_captum_insights_points_to_explain(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from captum_smooth import insights
+    from captum_smooth.app import insights
 
     if insights.insights_available():
         pytest.skip("captum.insights is installed here (tests/insights covers it)")
@@ -402,7 +399,7 @@ def test_insights_without_captum_insights_points_to_explain(
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    root = str(TESTS.parent)
+    root = str(TESTS.parents[1])
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), root, env.get("PYTHONPATH", "")])
     return env
 

@@ -12,15 +12,15 @@ import pytest
 import torch
 from torch import nn
 
-from captum_smooth.models import _torchvision, digits
-from captum_smooth.models.digits import (
+from captum_smooth.app.models import _torchvision, digits
+from captum_smooth.app.models.digits import (
     DigitsCNN,
     DigitsData,
     load_digits_data,
     train_digits_cnn,
     trained_digits_cnn,
 )
-from captum_smooth.models.resnet import BasicBlock, ResNet18Like, resnet18_like
+from captum_smooth.app.models.resnet import BasicBlock, ResNet18Like, resnet18_like
 
 _HAS_SKLEARN = importlib.util.find_spec("sklearn") is not None
 needs_sklearn = pytest.mark.skipif(not _HAS_SKLEARN, reason="scikit-learn not installed")
@@ -240,7 +240,7 @@ def test_import_torchvision_is_idempotent() -> None:
 def test_import_torchvision_in_a_fresh_process() -> None:
     code = textwrap.dedent(
         """
-        from captum_smooth.models._torchvision import import_torchvision
+        from captum_smooth.app.models._torchvision import import_torchvision
         tv = import_torchvision()
         assert import_torchvision() is tv
         model = tv.models.resnet18(weights=None)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from captum_smooth.visualization import comparison_grid, to_hwc
+from captum_smooth.app.visualization import comparison_grid, to_hwc
 
 
 def test_to_hwc_chw_tensor_moves_channels_last() -> None:

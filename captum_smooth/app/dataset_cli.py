@@ -6,7 +6,13 @@ of images (with the embedded ImageNet EfficientNet-Lite0) into a resumable store
     captum-smooth explain-dataset --data digits --method adaptgrad --out runs/digits
     captum-smooth explain-dataset --data photos/ --method smoothgrad --out runs/photos \\
         --dtype float16 --reduce-channels abs_sum
-    torchrun --nproc_per_node 2 -m captum_smooth.dataset.cli explain-dataset --data digits ...
+    torchrun --nproc_per_node 2 -m captum_smooth.app.dataset_cli explain-dataset --data digits ...
+
+``--method`` takes any name of the method table (:mod:`captum_smooth.app.methods`, the names of
+``captum-smooth methods``), built with the table's arguments at a budget of ``--nt-samples``
+gradient evaluations (``--ig-steps`` for ``ig``); ``--noise-level`` and ``--confidence`` replace
+the table's values for the methods that take them. The names of earlier versions
+(``saliency``, ``integrated-gradients``) are refused with the new name.
 
 Run again with the same arguments to resume a killed run. Under ``torchrun`` the process group
 is set up here (gloo on CPU, NCCL on GPU) and rank 0's model weights are sent to every rank.
@@ -26,14 +32,28 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from .explain import explain_dataset
-from .store import StoreError
+from ..dataset.explain import explain_dataset
+from ..dataset.store import StoreError
+from .methods import RENAMED, get_method, method_names
 
 __all__ = ["add_explain_dataset_parser", "main", "run_explain_dataset"]
 
 _IMAGE_SUFFIXES = {".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"}
-_METHODS = ("adaptgrad", "smoothgrad", "saliency", "integrated-gradients", "input-x-gradient")
-_SMOOTHING = ("adaptgrad", "smoothgrad")
+
+
+def _method_name(text: str) -> str:
+    """``--method``: a name of the method table; an old name is refused with its new name."""
+    key = text.strip().lower()
+    if key in RENAMED:
+        raise argparse.ArgumentTypeError(
+            f"method {text!r} is now called {RENAMED[key]!r} (see `captum-smooth methods`)"
+        )
+    try:
+        return get_method(key).name
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"unknown method {text!r}; known methods: {', '.join(method_names())}"
+        ) from None
 
 
 class _ImageDirectory(Dataset):
@@ -58,7 +78,7 @@ class _ImageDirectory(Dataset):
         self.labels = self._labels()
 
     def _labels(self) -> list[int] | None:
-        from ..models.imagenet import imagenet_class_index
+        from .models.imagenet import imagenet_class_index
 
         labels = []
         for name in self.files:
@@ -78,7 +98,7 @@ class _ImageDirectory(Dataset):
         return len(self.files)
 
     def __getitem__(self, i: int) -> Any:
-        from ..data.images import load_image
+        from .data.images import load_image
 
         image = load_image(self.root / self.files[i], size=self.size)
         return image if self.labels is None else (image, self.labels[i])
@@ -120,7 +140,13 @@ def add_explain_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
         "layouts give labels when the folders are class indices or ImageNet class names)",
     )
     p.add_argument("--out", required=True, help="the store directory (new, empty, or to resume)")
-    p.add_argument("--method", choices=_METHODS, default="adaptgrad", help="default: adaptgrad")
+    p.add_argument(
+        "--method",
+        type=_method_name,
+        default="adaptgrad",
+        metavar="NAME",
+        help="a method of `captum-smooth methods` (default: adaptgrad)",
+    )
     p.add_argument(
         "--model",
         choices=("auto", "digits", "efficientnet-lite0"),
@@ -140,10 +166,15 @@ def add_explain_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="default: 0")
     p.add_argument("--dtype", choices=("float16", "float32"), default="float32")
     p.add_argument("--reduce-channels", choices=("sum", "abs_sum", "mean"), default=None)
-    p.add_argument("--nt-samples", type=int, default=20, help="smoothing samples (default: 20)")
-    p.add_argument("--noise-level", type=float, default=0.15, help="smoothgrad (default: 0.15)")
+    p.add_argument(
+        "--nt-samples",
+        type=int,
+        default=20,
+        help="gradient evaluations per example of the sampling methods (default: 20)",
+    )
+    p.add_argument("--noise-level", type=float, default=0.15, help="smoothgrad* (default: 0.15)")
     p.add_argument("--confidence", type=float, default=0.95, help="adaptgrad (default: 0.95)")
-    p.add_argument("--ig-steps", type=int, default=32, help="integrated-gradients (default: 32)")
+    p.add_argument("--ig-steps", type=int, default=32, help="ig (default: 32)")
     p.add_argument("--image-size", type=int, default=224, help="image side (default: 224)")
     p.add_argument("--limit", type=int, default=None, help="only the first N examples")
     p.add_argument("--num-workers", type=int, default=0, help="data loader workers")
@@ -156,7 +187,7 @@ def add_explain_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _data(args: argparse.Namespace) -> tuple[Any, str, dict[str, Any]]:
     """``(data, default model, metadata)`` for ``--data``."""
     if args.data == "digits":
-        from ..models.digits import _digits_arrays
+        from .models.digits import _digits_arrays
 
         images, labels = _digits_arrays()
         data: Any = (torch.from_numpy(images), torch.from_numpy(labels))
@@ -182,11 +213,11 @@ def _data(args: argparse.Namespace) -> tuple[Any, str, dict[str, Any]]:
 
 def _model(name: str, weights: str | None) -> nn.Module:
     if name == "digits":
-        from ..models.digits import DigitsCNN, trained_digits_cnn
+        from .models.digits import DigitsCNN, trained_digits_cnn
 
         model: nn.Module = DigitsCNN() if weights else trained_digits_cnn(seed=0)
     else:
-        from ..models.efficientnet_lite import load_efficientnet_lite0
+        from .models.efficientnet_lite import load_efficientnet_lite0
 
         model = load_efficientnet_lite0(pretrained=weights is None)
     if weights:
@@ -195,22 +226,14 @@ def _model(name: str, weights: str | None) -> nn.Module:
 
 
 def _method(args: argparse.Namespace, model: nn.Module) -> tuple[Any, dict[str, Any]]:
-    from captum.attr import InputXGradient, IntegratedGradients, Saliency
-
-    from ..methods import AdaptGrad, SmoothGrad
-
-    bounds = (0.0, 1.0)  # both the digits and the images are in [0, 1]
-    if args.method == "adaptgrad":
-        kwargs = {"nt_samples": args.nt_samples, "confidence": args.confidence, "bounds": bounds}
-        return AdaptGrad(model), kwargs
-    if args.method == "smoothgrad":
-        kwargs = {"nt_samples": args.nt_samples, "noise_level": args.noise_level, "bounds": bounds}
-        return SmoothGrad(model), kwargs
-    if args.method == "saliency":
-        return Saliency(model), {}
-    if args.method == "integrated-gradients":
-        return IntegratedGradients(model), {"n_steps": args.ig_steps}
-    return InputXGradient(model), {}
+    """The table's method on ``model`` and its ``attribute`` arguments at the given budget."""
+    spec = get_method(args.method)
+    budget = args.ig_steps if spec.name == "ig" else args.nt_samples
+    kwargs = spec.kwargs(budget)
+    for key, value in (("noise_level", args.noise_level), ("confidence", args.confidence)):
+        if key in kwargs:
+            kwargs[key] = value
+    return spec.cls(model), kwargs
 
 
 def _init_distributed() -> bool:
@@ -309,7 +332,7 @@ def run_explain_dataset(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m captum_smooth.dataset.cli explain-dataset ...``.
+    """Entry point of ``python -m captum_smooth.app.dataset_cli explain-dataset ...``.
 
     Args:
         argv: The arguments (default: ``sys.argv[1:]``).

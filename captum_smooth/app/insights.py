@@ -11,9 +11,13 @@ The web page parses number fields with ``parseInt``: a float typed there becomes
 arguments (noise levels, confidence, sigmas) are therefore offered as choice fields of strings
 turned into floats by a ``post_process`` function; counts are number fields.
 
+The methods are the method table's (:mod:`captum_smooth.app.methods`): its entries that Insights
+does not offer itself (Insights has Saliency and Integrated Gradients already), with the class
+the table holds; :data:`INSIGHTS_METHODS` only adds each one's web-page fields.
+
 Examples::
 
-    >>> from captum_smooth import insights
+    >>> from captum_smooth.app import insights
     >>> insights.register()  # doctest: +SKIP
     ['SmoothGrad', 'AdaptGrad', 'NoiseGrad', 'FusionGrad', 'SmoothTaylor']
     >>> insights.serve(model, images, port=8080, blocking=True)  # doctest: +SKIP
@@ -29,64 +33,53 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .methods import get_method
+
 __all__ = [
     "INSIGHTS_METHODS",
     "build_visualizer",
     "insights_available",
+    "insights_method_names",
     "register",
     "serve",
     "unregister",
 ]
 
-#: The methods offered to Insights: class location and its argument fields
+#: The table's methods offered to Insights (keys are names of the method table) and their
+#: argument fields
 #: ``{argument: ("number", default, (lo, hi)) | ("float", default, choices) | ("kernel",)}``.
-INSIGHTS_METHODS: dict[str, tuple[str, str, dict[str, tuple[Any, ...]]]] = {
-    "smoothgrad": (
-        "captum_smooth.methods.smoothgrad",
-        "SmoothGrad",
-        {
-            "nt_samples": ("number", 10, (1, 500)),
-            "noise_level": ("float", "0.15", ("0.05", "0.1", "0.15", "0.2", "0.3")),
-            "kernel": ("kernel",),
-        },
-    ),
-    "adaptgrad": (
-        "captum_smooth.methods.adaptgrad",
-        "AdaptGrad",
-        {
-            "nt_samples": ("number", 10, (1, 500)),
-            "confidence": ("float", "0.95", ("0.8", "0.9", "0.95", "0.99", "0.999")),
-            "kernel": ("kernel",),
-        },
-    ),
-    "noisegrad": (
-        "captum_smooth.methods.noisegrad",
-        "NoiseGrad",
-        {
-            "n_weight_samples": ("number", 5, (1, 200)),
-            "weight_stdev": ("float", "0.2", ("0.05", "0.1", "0.2", "0.3", "0.5")),
-        },
-    ),
-    "fusiongrad": (
-        "captum_smooth.methods.noisegrad",
-        "FusionGrad",
-        {
-            "n_weight_samples": ("number", 3, (1, 100)),
-            "nt_samples": ("number", 3, (1, 100)),
-            "weight_stdev": ("float", "0.2", ("0.05", "0.1", "0.2", "0.3", "0.5")),
-            "stdevs": ("float", "0.2", ("0.05", "0.1", "0.2", "0.4", "0.8")),
-            "kernel": ("kernel",),
-        },
-    ),
-    "smoothtaylor": (
-        "captum_smooth.methods.smoothtaylor",
-        "SmoothTaylor",
-        {
-            "nt_samples": ("number", 20, (1, 500)),
-            "stdevs": ("float", "0.25", ("0.05", "0.1", "0.25", "0.5", "1.0")),
-        },
-    ),
+INSIGHTS_METHODS: dict[str, dict[str, tuple[Any, ...]]] = {
+    "smoothgrad": {
+        "nt_samples": ("number", 10, (1, 500)),
+        "noise_level": ("float", "0.15", ("0.05", "0.1", "0.15", "0.2", "0.3")),
+        "kernel": ("kernel",),
+    },
+    "adaptgrad": {
+        "nt_samples": ("number", 10, (1, 500)),
+        "confidence": ("float", "0.95", ("0.8", "0.9", "0.95", "0.99", "0.999")),
+        "kernel": ("kernel",),
+    },
+    "noisegrad": {
+        "n_weight_samples": ("number", 5, (1, 200)),
+        "weight_stdev": ("float", "0.2", ("0.05", "0.1", "0.2", "0.3", "0.5")),
+    },
+    "fusiongrad": {
+        "n_weight_samples": ("number", 3, (1, 100)),
+        "nt_samples": ("number", 3, (1, 100)),
+        "weight_stdev": ("float", "0.2", ("0.05", "0.1", "0.2", "0.3", "0.5")),
+        "stdevs": ("float", "0.2", ("0.05", "0.1", "0.2", "0.4", "0.8")),
+        "kernel": ("kernel",),
+    },
+    "smoothtaylor": {
+        "nt_samples": ("number", 20, (1, 500)),
+        "stdevs": ("float", "0.25", ("0.05", "0.1", "0.25", "0.5", "1.0")),
+    },
 }
+
+
+def insights_method_names() -> list[str]:
+    """The names (of the method table) that :func:`register` offers, in its order."""
+    return list(INSIGHTS_METHODS)
 
 
 def insights_available() -> bool:
@@ -123,16 +116,12 @@ def _to_float(value: Any) -> float:
         raise ValueError(f"expected a number, got {value!r}") from None
 
 
-def _method_class(key: str) -> type | None:
-    module_name, class_name, _ = INSIGHTS_METHODS[key]
-    try:
-        return getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError):
-        return None
+def _method_class(key: str) -> type:
+    return get_method(key).cls
 
 
 def _parameters(cls: type, fields: dict[str, tuple[Any, ...]], config: Any) -> Any:
-    from .noise import kernel_names
+    from ..noise import kernel_names
 
     accepted = inspect.signature(cls.attribute).parameters
     params: dict[str, Any] = {}
@@ -156,8 +145,7 @@ def register(methods: Sequence[str] | None = None) -> list[str]:
     """Offer our methods in Captum Insights (idempotent).
 
     Adds each method to ``ATTRIBUTION_NAMES_TO_METHODS`` under its ``get_name()`` and its
-    argument fields to ``ATTRIBUTION_METHOD_CONFIG``, both mutated in place. Methods whose
-    module is missing here are left out.
+    argument fields to ``ATTRIBUTION_METHOD_CONFIG``, both mutated in place.
 
     Args:
         methods: Keys of :data:`INSIGHTS_METHODS` (default: all of them).
@@ -184,11 +172,9 @@ def register(methods: Sequence[str] | None = None) -> list[str]:
     names = []
     for key in keys:
         cls = _method_class(key)
-        if cls is None:
-            continue
         name = cls.get_name()
         config.ATTRIBUTION_NAMES_TO_METHODS[name] = cls
-        config.ATTRIBUTION_METHOD_CONFIG[name] = _parameters(cls, INSIGHTS_METHODS[key][2], config)
+        config.ATTRIBUTION_METHOD_CONFIG[name] = _parameters(cls, INSIGHTS_METHODS[key], config)
         names.append(name)
     return names
 
@@ -209,8 +195,6 @@ def unregister(methods: Sequence[str] | None = None) -> list[str]:
     removed = []
     for key in INSIGHTS_METHODS if methods is None else methods:
         cls = _method_class(key)
-        if cls is None:
-            continue
         name = cls.get_name()
         if config.ATTRIBUTION_NAMES_TO_METHODS.get(name) is cls:
             del config.ATTRIBUTION_NAMES_TO_METHODS[name]
@@ -255,13 +239,9 @@ def build_visualizer(
     n_outputs = logits.shape[-1]
     if classes is None:
         classes = getattr(model, "classes", None)
-    if classes is None or len(classes) != n_outputs:
-        if n_outputs == 1000:
-            from .models import imagenet_classes
+    from .loading import output_classes
 
-            classes = imagenet_classes()
-        else:
-            classes = [f"class {i}" for i in range(n_outputs)]
+    classes = output_classes(None if classes is None else list(classes), n_outputs)
     if labels is None:
         labels = logits.argmax(dim=-1)
     labels = torch.as_tensor(labels).reshape(-1)

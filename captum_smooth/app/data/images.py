@@ -2,7 +2,7 @@
 
 Every image comes back as a float32 RGB tensor with values in ``[0, 1]``, center-cropped to a
 square and resized to ``size x size`` (antialiased bilinear), the input convention of
-:class:`captum_smooth.models.efficientnet_lite.EfficientNetLite0`. scikit-image and Pillow are
+:class:`captum_smooth.app.models.efficientnet_lite.EfficientNetLite0`. scikit-image and Pillow are
 imported only when a function needs them, so importing ``captum_smooth`` stays light.
 """
 
@@ -41,6 +41,20 @@ def _check_size(size: Any) -> int:
     return size
 
 
+def _array_to_tensor(array: np.ndarray) -> Tensor:
+    """A numpy image as a float32 tensor, channels first, values scaled to ``[0, 1]``."""
+    if array.dtype == np.bool_:
+        array = array.astype(np.float32)
+    elif np.issubdtype(array.dtype, np.unsignedinteger):
+        array = array.astype(np.float32) / float(np.iinfo(array.dtype).max)
+    elif np.issubdtype(array.dtype, np.floating):
+        array = array.astype(np.float32)
+    else:
+        raise TypeError(f"image has unsupported dtype {array.dtype}")
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    return tensor.permute(2, 0, 1) if tensor.dim() == 3 else tensor
+
+
 def to_square_tensor(image: np.ndarray | Tensor, size: int = 224) -> Tensor:
     """Center-crop an image to a square and resize it to ``size x size``, values in ``[0, 1]``.
 
@@ -66,18 +80,7 @@ def to_square_tensor(image: np.ndarray | Tensor, size: int = 224) -> Tensor:
     """
     size = _check_size(size)
     if isinstance(image, np.ndarray):
-        array = image
-        if array.dtype == np.bool_:
-            array = array.astype(np.float32)
-        elif np.issubdtype(array.dtype, np.unsignedinteger):
-            array = array.astype(np.float32) / float(np.iinfo(array.dtype).max)
-        elif np.issubdtype(array.dtype, np.floating):
-            array = array.astype(np.float32)
-        else:
-            raise TypeError(f"image has unsupported dtype {array.dtype}")
-        tensor = torch.from_numpy(np.ascontiguousarray(array))
-        if tensor.dim() == 3:
-            tensor = tensor.permute(2, 0, 1)
+        tensor = _array_to_tensor(image)
     elif isinstance(image, Tensor):
         tensor = image.detach().cpu()
         tensor = tensor.float() / 255.0 if tensor.dtype == torch.uint8 else tensor.float()
@@ -123,7 +126,7 @@ def load_sample_images(
 ) -> tuple[Tensor, list[str]]:
     """Photos bundled with scikit-image (no download), as a batch in ``[0, 1]``.
 
-    With the default ImageNet model (:func:`captum_smooth.models.load_efficientnet_lite0`)
+    With the default ImageNet model (:func:`captum_smooth.app.models.load_efficientnet_lite0`)
     the default photos are classified as: chelsea -> Egyptian cat / tiger cat, coffee ->
     espresso, rocket -> missile.
 

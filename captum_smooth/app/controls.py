@@ -16,6 +16,10 @@ methods, and the text says when one ties or beats a method:
 Each is a Captum :class:`~captum.attr.Attribution` (``attribute(inputs, target=...)``,
 ``forward_func``), so Captum's metrics and :mod:`captum_smooth.metrics` take them like any
 method. Maps are shaped like the inputs ``(B, C, H, W)``.
+
+One module for every table: the benchmarks (``benchmarks/bench_quality.py``) use the classes,
+``captum-smooth explain``/``demo`` use :func:`control_maps` (the same definitions, reusing the
+gradient it computed already, with a blur of :func:`default_blur_sigma` pixels).
 """
 
 from __future__ import annotations
@@ -29,7 +33,20 @@ import torch.nn.functional as F
 from captum.attr import Attribution, Saliency
 from torch import Tensor
 
-__all__ = ["BlurredGradient", "EdgeMap", "RandomMap", "gaussian_blur", "sobel_magnitude"]
+__all__ = [
+    "CONTROL_NAMES",
+    "BlurredGradient",
+    "EdgeMap",
+    "RandomMap",
+    "control_maps",
+    "default_blur_sigma",
+    "gaussian_blur",
+    "random_map",
+    "sobel_magnitude",
+]
+
+#: The command line's names of the three controls, in the order of its tables.
+CONTROL_NAMES = ("control-blurred-gradient", "control-edges", "control-random")
 
 
 def gaussian_blur(images: Tensor, sigma: float) -> Tensor:
@@ -64,6 +81,43 @@ def sobel_magnitude(images: Tensor) -> Tensor:
     gx = F.conv2d(x, sobel.reshape(1, 1, 3, 3).expand(c, 1, 3, 3).contiguous(), groups=c)
     gy = F.conv2d(x, sobel.t().reshape(1, 1, 3, 3).expand(c, 1, 3, 3).contiguous(), groups=c)
     return (gx**2 + gy**2).sqrt()
+
+
+def random_map(inputs: Tensor, seed: int) -> Tensor:
+    """One uniform map per ``seed`` and example shape, repeated over the batch of ``inputs``."""
+    generator = torch.Generator().manual_seed(int(seed))
+    one = torch.rand((1, *inputs.shape[1:]), generator=generator, dtype=inputs.dtype)
+    return one.to(inputs.device).expand_as(inputs).clone()
+
+
+def default_blur_sigma(size: int) -> float:
+    """The command line's blur: 2 % of the image side, at least one pixel."""
+    return max(1.0, size / 50)
+
+
+def control_maps(
+    inputs: Tensor, gradient: Tensor, seed: int, sigma: float | None = None
+) -> dict[str, Tensor]:
+    """The three controls of ``inputs`` given its plain signed ``gradient`` (already computed).
+
+    Args:
+        inputs: Images ``(B, C, H, W)``.
+        gradient: Their signed gradients, shaped like ``inputs`` (what :class:`BlurredGradient`
+            computes itself).
+        seed: Seed of the random map.
+        sigma: Blur in pixels (default: :func:`default_blur_sigma` of the image width).
+
+    Returns:
+        ``{name: map}`` for :data:`CONTROL_NAMES`, each shaped like ``inputs``; the same maps as
+        :class:`BlurredGradient`, :class:`EdgeMap` and :class:`RandomMap`.
+    """
+    sigma = default_blur_sigma(inputs.shape[-1]) if sigma is None else sigma
+    maps = (
+        gaussian_blur(gradient.detach(), sigma),
+        sobel_magnitude(inputs.detach()),
+        random_map(inputs, seed),
+    )
+    return dict(zip(CONTROL_NAMES, maps))
 
 
 class BlurredGradient(Attribution):
@@ -112,6 +166,4 @@ class RandomMap(Attribution):
 
     def attribute(self, inputs: Tensor, target: Any = None, **kwargs: Any) -> Tensor:
         """The random map repeated over the batch, shaped like ``inputs`` (no model call)."""
-        generator = torch.Generator().manual_seed(self.seed)
-        one = torch.rand((1, *inputs.shape[1:]), generator=generator, dtype=inputs.dtype)
-        return one.to(inputs.device).expand_as(inputs).clone()
+        return random_map(inputs, self.seed)

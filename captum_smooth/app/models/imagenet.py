@@ -18,7 +18,11 @@ _NUM_CLASSES = 1000
 
 @functools.lru_cache(maxsize=1)
 def _read_classes() -> tuple[str, ...]:
-    text = resources.files("captum_smooth.data").joinpath("imagenet_classes.txt").read_text("utf-8")
+    text = (
+        resources.files("captum_smooth.app.data")
+        .joinpath("imagenet_classes.txt")
+        .read_text("utf-8")
+    )
     names = tuple(line.strip() for line in text.splitlines() if line.strip())
     if len(names) != _NUM_CLASSES:
         raise RuntimeError(

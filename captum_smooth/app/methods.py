@@ -1,4 +1,4 @@
-"""The named methods the command line and Captum Insights offer, at one sample budget.
+"""THE method table: the methods of ``explain``, ``explain-dataset``, Insights and the benchmarks.
 
 Each entry says how to build a method from a model and how to call it on a batch of images in
 ``[0, 1]`` with a budget of ``samples`` gradient evaluations per image, so that methods are
@@ -14,17 +14,19 @@ name                   what is called                                           
 ``fusiongrad``         ``FusionGrad``, M x n weight x input draws, sigma 0.2      ~N
 ``smoothtaylor``       ``SmoothTaylor``, sigma 0.25 (0.5 in the model's units)    N
 ``ig``                 Captum's ``IntegratedGradients``, black baseline           N
+``input-x-gradient``   Captum's ``InputXGradient`` (not run by default)           1
 ``smoothgrad-<k>``     SmoothGrad with kernel ``<k>`` (any of ``kernel_names()``)  N
 =====================  =========================================================  ===========
 
 Every gradient method is called with signed gradients (``abs=False``): the maps are averaged
-signed and shown and scored by magnitude. Methods whose module is missing (an optional part not
-installed) are reported as unavailable instead of breaking the others.
+signed and shown and scored by magnitude. Other front ends read the same entries: the
+benchmarks take a spec's class and its :meth:`MethodSpec.kwargs` with their own overrides;
+``explain-dataset`` offers :func:`method_names`; Insights offers the table's smoothing methods.
+Old names are aliases here (``saliency``, ``integrated-gradients``; see :data:`RENAMED`).
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import math
 import warnings
@@ -33,18 +35,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from captum.attr import InputXGradient, IntegratedGradients, Saliency
 from captum.attr._utils.attribution import Attribution
 from torch import Tensor
 
-from .methods._preset import SmoothingPreset
-from .noise import kernel_names
+from .._checks import check_positive_int
+from ..methods import AdaptGrad, FusionGrad, NoiseGrad, SmoothGrad, SmoothTaylor
+from ..methods._preset import SmoothingPreset
+from ..noise import kernel_names
 
 __all__ = [
     "DEFAULT_METHODS",
+    "RENAMED",
     "MethodSpec",
-    "MethodUnavailableError",
     "available_methods",
     "get_method",
+    "listing",
     "method_names",
     "resolve_methods",
 ]
@@ -53,10 +59,6 @@ __all__ = [
 _IMAGE_BOUNDS = (0.0, 1.0)
 #: Noisy copies per inner call (bounded memory; 8-16 was fastest on a 2-core CPU).
 _CHUNK = 8
-
-
-class MethodUnavailableError(ImportError):
-    """A known method whose implementation cannot be imported here."""
 
 
 def _fusion_split(samples: int) -> tuple[int, int]:
@@ -73,8 +75,7 @@ class MethodSpec:
         name: The command-line name (lower case).
         label: The name shown in figures and tables.
         summary: One line saying what it is.
-        module: Import path of the module holding the class.
-        class_name: The attribution class (constructible as ``cls(model)``).
+        cls: The attribution class (constructible as ``cls(model)``).
         arguments: ``samples -> keyword arguments`` of ``attribute`` at that budget.
         evaluations: ``samples -> gradient evaluations`` per image.
         fixed: Keyword arguments that do not depend on the budget (e.g. a fixed kernel).
@@ -83,49 +84,37 @@ class MethodSpec:
     name: str
     label: str
     summary: str
-    module: str
-    class_name: str
+    cls: type[Attribution]
     arguments: Callable[[int], dict[str, Any]]
     evaluations: Callable[[int], int]
     fixed: dict[str, Any] = field(default_factory=dict)
 
-    def method_class(self) -> type[Attribution]:
-        """The attribution class.
-
-        Returns:
-            The class, constructible as ``cls(model)``.
-
-        Raises:
-            MethodUnavailableError: If its module or class cannot be imported.
-        """
-        try:
-            module = importlib.import_module(self.module)
-            return getattr(module, self.class_name)
-        except (ImportError, AttributeError) as exc:
-            raise MethodUnavailableError(
-                f"method {self.name!r} is not available: {self.module}.{self.class_name} "
-                f"cannot be imported ({exc})"
-            ) from exc
-
-    @property
-    def available(self) -> bool:
-        """Whether :meth:`method_class` imports."""
-        try:
-            self.method_class()
-        except MethodUnavailableError:
-            return False
-        return True
-
-    def _accepts(self, method: Attribution, argument: str) -> bool:
-        parameters = inspect.signature(type(method).attribute).parameters
-        return argument in parameters
+    def _accepts(self, argument: str) -> bool:
+        return argument in inspect.signature(self.cls.attribute).parameters
 
     @property
     def uses_kernel(self) -> bool:
         """Whether ``--kernel`` changes this method (it draws input noise, kernel not fixed)."""
-        if "kernel" in self.fixed or not self.available:
-            return False
-        return "kernel" in inspect.signature(self.method_class().attribute).parameters
+        return "kernel" not in self.fixed and self._accepts("kernel")
+
+    def kwargs(self, samples: int, **overrides: Any) -> dict[str, Any]:
+        """The keyword arguments of ``attribute`` at budget ``samples``, then ``overrides``.
+
+        Args:
+            samples: Gradient evaluations per image (>= 1).
+            **overrides: Arguments replacing or adding to the table's (a benchmark's chunk
+                size, a seed, another confidence).
+
+        Returns:
+            A new dict.
+
+        Examples::
+
+            >>> get_method("adaptgrad").kwargs(10, confidence=0.9)["confidence"]
+            0.9
+        """
+        check_positive_int(samples, "samples")
+        return {**self.arguments(samples), **self.fixed, **overrides}
 
     def settings(self, samples: int) -> dict[str, Any]:
         """The keyword arguments used at budget ``samples`` (for reports), JSON friendly."""
@@ -163,16 +152,13 @@ class MethodSpec:
             The attributions, shaped like ``inputs``, detached.
 
         Raises:
-            MethodUnavailableError: If the method cannot be imported.
-            ValueError: If ``samples`` < 1.
+            TypeError, ValueError: If ``samples`` is not an int >= 1.
         """
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-            raise ValueError(f"samples must be a positive int, got {samples!r}")
-        method = self.method_class()(model)
-        kwargs = {**self.arguments(samples), **self.fixed}
-        if kernel is not None and "kernel" not in self.fixed and self._accepts(method, "kernel"):
+        kwargs = self.kwargs(samples)
+        method = self.cls(model)
+        if kernel is not None and self.uses_kernel:
             kwargs["kernel"] = kernel
-        if seed is not None and self._accepts(method, "generator"):
+        if seed is not None and self._accepts("generator"):
             kwargs["generator"] = seed
         smoothing = isinstance(method, SmoothingPreset)
         if smoothing:
@@ -233,8 +219,7 @@ _METHODS: dict[str, MethodSpec] = {
             "gradient",
             "Gradient",
             "the plain gradient of the target logit (Captum Saliency, signed)",
-            "captum.attr",
-            "Saliency",
+            Saliency,
             lambda n: {"abs": False},
             lambda n: 1,
         ),
@@ -242,8 +227,7 @@ _METHODS: dict[str, MethodSpec] = {
             "smoothgrad",
             "SmoothGrad",
             "mean gradient over Gaussian input noise of 15 % of the range",
-            "captum_smooth.methods.smoothgrad",
-            "SmoothGrad",
+            SmoothGrad,
             _smoothgrad_args,
             lambda n: n,
         ),
@@ -251,8 +235,7 @@ _METHODS: dict[str, MethodSpec] = {
             "adaptgrad",
             "AdaptGrad",
             "SmoothGrad with per-pixel sigma kept inside [0, 1] at confidence 0.95",
-            "captum_smooth.methods.adaptgrad",
-            "AdaptGrad",
+            AdaptGrad,
             _adaptgrad_args,
             lambda n: max(1, n - 1) + 1,
         ),
@@ -260,8 +243,7 @@ _METHODS: dict[str, MethodSpec] = {
             "noisegrad",
             "NoiseGrad",
             "mean gradient over multiplicative weight noise N(1, 0.2^2)",
-            "captum_smooth.methods.noisegrad",
-            "NoiseGrad",
+            NoiseGrad,
             lambda n: {"n_weight_samples": n, "weight_stdev": 0.2, "abs": False},
             lambda n: n,
         ),
@@ -269,8 +251,7 @@ _METHODS: dict[str, MethodSpec] = {
             "fusiongrad",
             "FusionGrad",
             "weight noise x input noise (NoiseGrad++), about sqrt(N) x sqrt(N) draws",
-            "captum_smooth.methods.noisegrad",
-            "FusionGrad",
+            FusionGrad,
             _fusiongrad_args,
             lambda n: _fusion_split(n)[0] * _fusion_split(n)[1],
         ),
@@ -278,8 +259,7 @@ _METHODS: dict[str, MethodSpec] = {
             "smoothtaylor",
             "SmoothTaylor",
             "Taylor smoothing: mean of (x - z) * grad f(z) over Gaussian roots z",
-            "captum_smooth.methods.smoothtaylor",
-            "SmoothTaylor",
+            SmoothTaylor,
             lambda n: {"nt_samples": n, "stdevs": 0.25, "nt_samples_batch_size": _CHUNK},
             lambda n: n,
         ),
@@ -287,21 +267,34 @@ _METHODS: dict[str, MethodSpec] = {
             "ig",
             "Integrated Gradients",
             "Captum IntegratedGradients from a black image, N steps",
-            "captum.attr",
-            "IntegratedGradients",
+            IntegratedGradients,
             lambda n: {"n_steps": n, "internal_batch_size": _CHUNK},
             lambda n: n,
+        ),
+        MethodSpec(
+            "input-x-gradient",
+            "Input x Gradient",
+            "Captum InputXGradient: the input times its gradient (one gradient)",
+            InputXGradient,
+            lambda n: {},
+            lambda n: 1,
         ),
     )
 }
 
-_ALIASES: dict[str, str] = {
-    "vanilla": "gradient",
+#: Names of earlier versions (``explain-dataset`` called the first two ``saliency`` and
+#: ``integrated-gradients``): ``explain`` accepts them, ``explain-dataset`` names the new name.
+RENAMED: dict[str, str] = {
     "saliency": "gradient",
-    "grad": "gradient",
     "integrated-gradients": "ig",
     "integrated_gradients": "ig",
+}
+
+_ALIASES: dict[str, str] = {
+    "vanilla": "gradient",
+    "grad": "gradient",
     "noisegrad++": "fusiongrad",
+    **RENAMED,
 }
 
 #: The methods ``explain`` and ``demo`` run when none are named.
@@ -319,7 +312,7 @@ _KERNEL_PREFIX = "smoothgrad-"
 
 
 def method_names() -> list[str]:
-    """Every method name ``get_method`` knows, available or not (kernel variants included).
+    """Every method name ``get_method`` knows (kernel variants included).
 
     Returns:
         The names, the fixed ones first, then ``smoothgrad-<kernel>`` for each kernel.
@@ -340,7 +333,7 @@ def get_method(name: str) -> MethodSpec:
             ``integrated-gradients``, ``noisegrad++``).
 
     Returns:
-        Its :class:`MethodSpec` (which may still be unavailable: see ``spec.available``).
+        Its :class:`MethodSpec`.
 
     Raises:
         TypeError: If ``name`` is not a str.
@@ -365,8 +358,7 @@ def get_method(name: str) -> MethodSpec:
                 key,
                 f"SmoothGrad ({kernel})",
                 f"SmoothGrad with the {kernel} kernel",
-                base.module,
-                base.class_name,
+                base.cls,
                 base.arguments,
                 base.evaluations,
                 fixed={"kernel": kernel},
@@ -375,7 +367,7 @@ def get_method(name: str) -> MethodSpec:
 
 
 def resolve_methods(names: Sequence[str]) -> list[MethodSpec]:
-    """Look up several names at once, refusing unknown, unavailable and repeated ones.
+    """Look up several names at once, refusing unknown and repeated ones.
 
     Args:
         names: Method names (see :func:`method_names`).
@@ -385,7 +377,6 @@ def resolve_methods(names: Sequence[str]) -> list[MethodSpec]:
 
     Raises:
         ValueError: For an empty list, unknown names (all listed in one message) or repeats.
-        MethodUnavailableError: If a known method cannot be imported here.
 
     Examples::
 
@@ -414,14 +405,36 @@ def resolve_methods(names: Sequence[str]) -> list[MethodSpec]:
         if spec.name in seen:
             raise ValueError(f"method {spec.name!r} is named twice")
         seen.add(spec.name)
-        spec.method_class()
     return specs
 
 
 def available_methods() -> list[str]:
-    """The names of :data:`DEFAULT_METHODS` whose implementation imports here.
+    """The names of :data:`DEFAULT_METHODS` (every one imports: the table holds the classes).
 
     Returns:
         A list of names, in the default order.
     """
-    return [name for name in DEFAULT_METHODS if _METHODS[name].available]
+    return list(DEFAULT_METHODS)
+
+
+def _reducer_names() -> list[str]:
+    """The library's named streaming reducers, where it names them (else none)."""
+    from ..core import reducers
+
+    names = getattr(reducers, "reducer_names", None)
+    return list(names()) if callable(names) else []
+
+
+def listing() -> str:
+    """What ``captum-smooth methods`` prints: this table, the noise kernels and the reducers.
+
+    Returns:
+        One line per method (name and summary), then a line of kernels and, where the library
+        names its reducers (``captum_smooth.core.reducers.reducer_names``), a line of those.
+    """
+    lines = [f"{name:28s} {get_method(name).summary}" for name in method_names()]
+    lines.append(f"{'kernels':28s} {', '.join(kernel_names())}")
+    reducers = _reducer_names()
+    if reducers:
+        lines.append(f"{'reducers':28s} {', '.join(reducers)}")
+    return "\n".join(lines)

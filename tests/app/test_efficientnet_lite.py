@@ -7,18 +7,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from captum_smooth.data.images import (
+from captum_smooth.app.data.images import (
     SAMPLE_IMAGE_NAMES,
     load_image,
     load_sample_images,
     to_square_tensor,
 )
-from captum_smooth.models.efficientnet_lite import (
+from captum_smooth.app.models.efficientnet_lite import (
     EfficientNetLite0,
     _same_pad,
     load_efficientnet_lite0,
 )
-from captum_smooth.models.imagenet import imagenet_class_index, imagenet_classes
+from captum_smooth.app.models.imagenet import imagenet_class_index, imagenet_classes
 
 # ---------------------------------------------------------------- architecture, no weights
 
@@ -179,7 +179,7 @@ def pretrained() -> EfficientNetLite0:
 
 
 def test_pretrained_loads_strictly(pretrained: EfficientNetLite0) -> None:
-    from captum_smooth.models.efficientnet_lite import efficientnet_lite0_weights_path
+    from captum_smooth.app.models.efficientnet_lite import efficientnet_lite0_weights_path
 
     state = torch.load(efficientnet_lite0_weights_path(), map_location="cpu", weights_only=True)
     assert list(state) == list(pretrained.state_dict())

@@ -1,0 +1,295 @@
+"""The ``captum-smooth`` command line: explain images with every smoothing method, side by side.
+
+Commands:
+
+* ``captum-smooth explain IMAGE... [--model M] [--methods A,B] [--target T] [--samples N]
+  [--seed S] [--kernel K] [--out DIR]``: runs each method on each image, writes a comparison
+  grid (``comparison.png``) and a table of metrics and wall times (``metrics.json``,
+  ``metrics.csv``), and prints the table.
+* ``captum-smooth demo [--out DIR]``: the same on the embedded EfficientNet-Lite0 and three
+  photos bundled with scikit-image (nothing is downloaded).
+* ``captum-smooth methods``: the method names (:mod:`captum_smooth.app.methods`), the noise
+  kernels and, where the library has them, the streaming reducers.
+* ``captum-smooth insights [--port P]``: Captum Insights with these methods (captum <= 0.8).
+* ``captum-smooth explain-dataset ...``: a whole data set into a resumable store
+  (:mod:`captum_smooth.app.dataset_cli`).
+
+Images are fed to the model as RGB in ``[0, 1]``, ``(N, 3, size, size)``. Models (``--model``):
+``efficientnet-lite0`` (the default, embedded), ``torchvision:NAME[:WEIGHTS]``, a TorchScript
+file, or ``module:callable`` (:mod:`captum_smooth.app.loading`).
+
+Bad input (an unreadable image, an unknown method, a target outside the model's classes, a
+model that does not load) is reported in one line on stderr with exit status 2, before anything
+is written. Results are written to a temporary folder beside ``--out`` and moved into place at
+the end, so ``--out`` never holds a half-written result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from .dataset_cli import add_explain_dataset_parser
+from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, PROG, CLIError, short
+from .explain import Settings, run
+from .loading import SAMPLE_PREFIX, LoadedModel, load_model
+
+__all__ = ["CLIError", "LoadedModel", "build_parser", "load_model", "main"]
+
+DEMO_IMAGES = ("chelsea", "coffee", "rocket")
+DEMO_SAMPLES = 16
+DEFAULT_SAMPLES = 16
+DEFAULT_AUC_STEPS = 10
+
+
+# --------------------------------------------------------------------------------------------
+# Insights and the method list
+
+
+def _run_insights(args: argparse.Namespace) -> int:
+    from . import insights
+    from .loading import load_images
+
+    if not insights.insights_available():
+        import captum
+
+        print(
+            f"{PROG}: Captum Insights is not available: captum {captum.__version__} has no "
+            "captum.insights (it was retired after 0.8.0; `make insights-env` builds a captum "
+            f"0.8 environment). Use `{PROG} explain IMAGE...` for comparison pictures.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    sources = args.images or [SAMPLE_PREFIX + n for n in DEMO_IMAGES]
+    images, _ = load_images(sources, args.size)
+    loaded = load_model(args.model)
+    port = insights.serve(
+        loaded.module, images, classes=loaded.classes, port=args.port, bind_all=args.bind_all
+    )
+    print(f"Captum Insights: http://localhost:{port}/ (Ctrl-C stops)", flush=True)
+    try:
+        while True:  # Insights' server thread is not a daemon: wait here until Ctrl-C
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        sys.stdout.flush()
+        os._exit(0)  # the Flask thread cannot be stopped otherwise
+
+
+def _run_methods() -> int:
+    from .methods import listing
+
+    print(listing())
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# Arguments
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line too (with exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _split_methods(values: list[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    names = [n.strip() for value in values for n in value.split(",") if n.strip()]
+    return names
+
+
+def _add_run_options(parser: argparse.ArgumentParser, demo: bool) -> None:
+    parser.add_argument(
+        "--methods",
+        "-m",
+        action="append",
+        metavar="A,B",
+        help="methods to run, comma-separated or repeated (default: all available; "
+        "see `captum-smooth methods`)",
+    )
+    parser.add_argument(
+        "--samples",
+        "-n",
+        type=int,
+        default=DEMO_SAMPLES if demo else DEFAULT_SAMPLES,
+        help="gradient evaluations per image and method (default: %(default)s)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument(
+        "--kernel",
+        default=None,
+        help="input-noise kernel for the sampling methods (default: gaussian)",
+    )
+    parser.add_argument(
+        "--out",
+        "-o",
+        type=Path,
+        default=Path("out/demo" if demo else "out/explain"),
+        help="output folder (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=None,
+        help="sample each smoothing method until the relative Monte-Carlo error of its map "
+        "is at most this (--samples is then the maximum); the table shows the samples used",
+    )
+    parser.add_argument(
+        "--auc-steps",
+        type=int,
+        default=DEFAULT_AUC_STEPS,
+        help="steps of the deletion/insertion curves, 0 to skip them (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-controls",
+        action="store_true",
+        help="leave out the control rows (blurred gradient, edge map, random map)",
+    )
+    parser.add_argument(
+        "--style",
+        default="heat_map",
+        choices=["heat_map", "blended_heat_map", "alpha_scaling", "masked_image"],
+        help="Captum visualisation method of the grid (default: %(default)s)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _add_explain_parser(sub: argparse._SubParsersAction) -> None:
+    explain = sub.add_parser("explain", help="explain image files with every method")
+    explain.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE",
+        help="image files (any format Pillow reads) or skimage:NAME for a bundled photo",
+    )
+    explain.add_argument(
+        "--model",
+        default=None,
+        help="efficientnet-lite0 (default), torchvision:NAME[:WEIGHTS], a TorchScript file or "
+        "module:callable",
+    )
+    explain.add_argument(
+        "--target",
+        "-t",
+        default=None,
+        help="class index or name to explain (default: each image's predicted class)",
+    )
+    explain.add_argument(
+        "--size", type=int, default=224, help="image side in pixels (default: 224)"
+    )
+    _add_run_options(explain, demo=False)
+
+
+def _add_insights_parser(sub: argparse._SubParsersAction) -> None:
+    insights = sub.add_parser("insights", help="serve Captum Insights with these methods")
+    insights.add_argument("--port", type=int, default=None, help="port (default: a free one)")
+    insights.add_argument("--model", default=None, help="as for explain")
+    insights.add_argument("--images", nargs="*", default=None, help="as for explain")
+    insights.add_argument("--size", type=int, default=224, help="image side (default: 224)")
+    insights.add_argument(
+        "--bind-all", action="store_true", help="listen on all interfaces, not only localhost"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``captum-smooth`` argument parser.
+
+    Returns:
+        The parser, with the sub-commands ``explain``, ``demo``, ``methods``, ``insights`` and
+        ``explain-dataset`` (:mod:`captum_smooth.app.dataset_cli`).
+    """
+    parser = _Parser(
+        prog=PROG,
+        description="Gradient smoothing for Captum: explain images with SmoothGrad, AdaptGrad, "
+        "NoiseGrad, FusionGrad, SmoothTaylor and more, side by side.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_explain_parser(sub)
+    demo = sub.add_parser(
+        "demo", help="the comparison on the embedded EfficientNet-Lite0 and three sample photos"
+    )
+    _add_run_options(demo, demo=True)
+    sub.add_parser("methods", help="list the method names")
+    add_explain_dataset_parser(sub)  # data-set-scale attribution into a resumable store
+    _add_insights_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line.
+
+    Args:
+        argv: The arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 on success, 2 for bad input (nothing written), 1 on a failure
+        during the run.
+
+    Examples::
+
+        >>> main(["demo", "--out", "out/demo"])  # doctest: +SKIP
+        0
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(argv) if argv is not None else None)
+    except SystemExit as exc:  # --help, or a usage error already reported in one line
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        return _dispatch(args)
+    except CLIError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted, nothing written", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("CAPTUM_SMOOTH_DEBUG"):
+            raise
+        print(
+            f"{PROG}: error: {short(exc)} (CAPTUM_SMOOTH_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """The options of ``explain`` or ``demo`` (the demo fixes the images, model and size)."""
+    demo = args.command == "demo"
+    return Settings(
+        command=args.command,
+        images=[SAMPLE_PREFIX + n for n in DEMO_IMAGES] if demo else list(args.images),
+        model=None if demo else args.model,
+        methods=_split_methods(args.methods),
+        target=None if demo else args.target,
+        samples=args.samples,
+        seed=args.seed,
+        kernel=args.kernel,
+        out=args.out,
+        size=224 if demo else args.size,
+        auc_steps=args.auc_steps,
+        controls=not args.no_controls,
+        progress=not args.no_progress,
+        style=args.style,
+        tolerance=args.tolerance,
+    )
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "methods":
+        return _run_methods()
+    if args.command == "insights":
+        return _run_insights(args)
+    if args.command == "explain-dataset":
+        return int(args.func(args))
+    return run(_settings(args))
