@@ -13,7 +13,16 @@ The application (the ``captum-smooth`` command line, its method table, models, i
 Captum Insights) lives in :mod:`captum_smooth.app`, which the library never imports.
 """
 
-from .core import SamplingReport, SmoothTunnel, StreamingMoments
+from .core import (
+    LoopOptions,
+    MonteCarloError,
+    Reducer,
+    SamplingReport,
+    SmoothTunnel,
+    StreamingMoments,
+    reducer_names,
+    register_reducer,
+)
 from .dataset import AttributionStore, StoreError, explain_dataset
 from .methods import (
     AdaptGrad,
@@ -37,6 +46,7 @@ from .noise import (
     WeightNoise,
     get_kernel,
     kernel_names,
+    register_kernel,
 )
 
 __version__ = "0.1.0"
@@ -50,9 +60,12 @@ __all__ = [
     "CalibrationResult",
     "FusionGrad",
     "Kernel",
+    "LoopOptions",
+    "MonteCarloError",
     "NoiseGrad",
     "NoiseGradPlusPlus",
     "RangeShareSigma",
+    "Reducer",
     "SamplingReport",
     "SigmaRule",
     "SmoothGrad",
@@ -68,4 +81,7 @@ __all__ = [
     "explain_dataset",
     "get_kernel",
     "kernel_names",
+    "reducer_names",
+    "register_kernel",
+    "register_reducer",
 ]

@@ -77,22 +77,22 @@ class ErrorTracking:
     ) -> None:
         self.factory = factory
         self.batch = batch
-        probe = make_reducer(factory, 1, track_error=False)
-        self.nested = wanted and weight_draws and bool(getattr(probe, "draw_average", False))
-        if wanted and not self.nested and not _has_error(probe):
+        reducer = make_reducer(factory, batch, track_error=wanted)
+        self.nested = wanted and weight_draws and bool(getattr(reducer, "draw_average", False))
+        if wanted and not self.nested and not _has_error(reducer):
             raise ValueError(
-                f"the reducer {type(probe).__name__} has no `standard_error()`: "
+                f"the reducer {type(reducer).__name__} has no `standard_error()`: "
                 "`return_error` and `tolerance` need one"
             )
+        if self.nested:
+            # The error comes from the spread between draws: the reducer need not track it.
+            reducer = make_reducer(factory, batch, track_error=False)
         # The mean's error costs nothing extra: it is kept for the report even unasked.
-        free = _has_error(probe) and bool(getattr(probe, "error_is_free", False))
-        free = free and not weight_draws
-        self.wanted = wanted or free
+        free = _has_error(reducer) and bool(getattr(reducer, "error_is_free", False))
+        self.wanted = wanted or (free and not weight_draws)
+        #: The reducer of all samples.
+        self.reducer: Reducer = reducer
         self.between: MeanReducer | None = MeanReducer(batch) if self.nested else None
-
-    def main_reducer(self) -> Reducer:
-        """The reducer of all samples (tracking its own error unless the error is nested)."""
-        return make_reducer(self.factory, self.batch, track_error=self.wanted and not self.nested)
 
     def new_draw(self) -> Reducer | None:
         """A reducer for one weight draw's samples (nested error only)."""

@@ -125,7 +125,7 @@ class SamplingLoop:
         self.tracking = ErrorTracking(
             plan.reducer, plan.batch, weight_draws=plan.has_weight_draws, wanted=plan.error_wanted
         )
-        self.reducer: Reducer = self.tracking.main_reducer()
+        self.reducer: Reducer = self.tracking.reducer
         self.fed = torch.zeros(plan.batch, dtype=torch.long)
         self.active: Tensor | None = None  # None: every example is still sampling
         self.deltas: list[Tensor] = []

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from captum._utils.common import _format_output, _format_tensor_into_tuples, _is_tuple
-from captum.attr import Saliency
+from captum.attr import LayerAttribution, Saliency
 from torch import Tensor
 
 from .._checks import check_positive_int, seed_from
@@ -168,6 +168,12 @@ class SmoothTaylor(SmoothingPreset):
 
     def __init__(self, forward_func: Any, attribution_method: Any = None) -> None:
         super().__init__(forward_func, attribution_method)
+        if isinstance(self.attribution_method, LayerAttribution):
+            raise ValueError(
+                f"SmoothTaylor cannot smooth {type(self.attribution_method).__name__}: the Taylor "
+                "term multiplies by x - z, so the inner method must attribute to the inputs "
+                "(layer methods are not supported)"
+            )
         self.transform = TaylorTransform()
         self.last_adaptive: AdaptiveResult | None = None
 

@@ -14,6 +14,7 @@ from .kernels import (
     UniformKernel,
     get_kernel,
     kernel_names,
+    register_kernel,
 )
 from .sigma import AdaptiveSigma, Bounds, RangeShareSigma, SigmaRule, resolve_bounds
 from .weights import (
@@ -48,6 +49,7 @@ __all__ = [
     "get_kernel",
     "kernel_names",
     "model_lock",
+    "register_kernel",
     "resolve_bounds",
     "select_parameters",
 ]
