@@ -27,6 +27,7 @@ its class and arguments at the budget, with the overrides written in :func:`meth
 Gradients are signed (``abs=False``) and every map is scored by magnitude (``|map|``, summed
 over channels); input noise is sigma = 0.15 of the [0, 1] range for every method that
 draws it. Every seed is fixed (model init, data, noise), so the scores reproduce exactly; wall
+times are measured once per call.
 
 The code: the method rows and how one runs in :mod:`benchmarks._quality_methods`, the tasks and
 their sizes in :mod:`benchmarks._quality_tasks`, the extra scores in
