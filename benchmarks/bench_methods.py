@@ -12,7 +12,10 @@ of gradient evaluations per image (10 at batch 1, 4 at batch 8, to keep the run 
   without batching the copies);
 * our presets at their defaults (``nt_samples_batch_size="auto"``): SmoothGrad, SmoothGrad with
   a Laplace kernel, AdaptGrad (without the clean term, so the count is equal), NoiseGrad,
-  FusionGrad (M x N = the budget), SmoothTaylor.
+  FusionGrad (M x N = the budget), SmoothTaylor. The classes (and the Laplace kernel) are the
+  method table's (:mod:`captum_smooth.app.methods`); the arguments are not: this module times
+  the presets at their own defaults, where the table sets a chunk of 8 copies, AdaptGrad's clean
+  term, a sqrt(N) x sqrt(N) FusionGrad and other sigmas.
 
 All candidates of one (model, batch) are timed interleaved in this process (A B C ..., then
 reversed), median of the repeats, after one small warm-up call each. Ratios < 1 are faster
@@ -29,7 +32,7 @@ from captum.attr import NoiseTunnel, Saliency
 from torch import nn
 
 from benchmarks._harness import environment, markdown_table, run_standalone, time_interleaved
-from captum_smooth import AdaptGrad, FusionGrad, NoiseGrad, SmoothGrad, SmoothTaylor
+from captum_smooth.app.methods import get_method
 
 __all__ = ["run"]
 
@@ -54,6 +57,17 @@ def _images(batch: int, size: int) -> torch.Tensor:
     return photos[torch.arange(batch) % photos.shape[0]].contiguous()
 
 
+def _preset(name: str, model: nn.Module, **arguments: Any) -> Callable[[torch.Tensor], Any]:
+    """A call of the method table's ``name`` on ``model``: the table's class and fixed arguments
+    (a kernel), with this benchmark's own ``arguments`` and otherwise the class's defaults, not
+    the table's budget arguments (its chunk of 8 copies, its AdaptGrad clean term, its FusionGrad
+    split and sigmas): this benchmark times the presets as a user calls them. The method is
+    built inside the call, as a user would."""
+    spec = get_method(name)
+    kwargs = {**spec.fixed, **arguments}
+    return lambda x: spec.cls(model).attribute(x, target=0, **kwargs)
+
+
 def _candidates(model: nn.Module, n: int) -> dict[str, Callable[[torch.Tensor], Any]]:
     """Name -> call(images) spending ``n`` gradient evaluations per image."""
     sal = Saliency(model)
@@ -71,24 +85,18 @@ def _candidates(model: nn.Module, n: int) -> dict[str, Callable[[torch.Tensor], 
             x, nt_samples=n, stdevs=0.15, target=0
         ),
         "floor: n plain gradients": floor,
-        "SmoothGrad": lambda x: SmoothGrad(model).attribute(
-            x, target=0, nt_samples=n, bounds=_BOUNDS, generator=0
+        "SmoothGrad": _preset("smoothgrad", model, nt_samples=n, bounds=_BOUNDS, generator=0),
+        "SmoothGrad laplace": _preset(
+            "smoothgrad-laplace", model, nt_samples=n, bounds=_BOUNDS, generator=0
         ),
-        "SmoothGrad laplace": lambda x: SmoothGrad(model).attribute(
-            x, target=0, nt_samples=n, bounds=_BOUNDS, kernel="laplace", generator=0
+        "AdaptGrad c=0.95": _preset(
+            "adaptgrad", model, nt_samples=n, bounds=_BOUNDS, include_clean=False, generator=0
         ),
-        "AdaptGrad c=0.95": lambda x: AdaptGrad(model).attribute(
-            x, target=0, nt_samples=n, bounds=_BOUNDS, include_clean=False, generator=0
+        "NoiseGrad": _preset("noisegrad", model, n_weight_samples=n, generator=0),
+        "FusionGrad (M=2 x N=n/2)": _preset(
+            "fusiongrad", model, n_weight_samples=m_fusion, nt_samples=n // m_fusion, generator=0
         ),
-        "NoiseGrad": lambda x: NoiseGrad(model).attribute(
-            x, target=0, n_weight_samples=n, generator=0
-        ),
-        "FusionGrad (M=2 x N=n/2)": lambda x: FusionGrad(model).attribute(
-            x, target=0, n_weight_samples=m_fusion, nt_samples=n // m_fusion, generator=0
-        ),
-        "SmoothTaylor": lambda x: SmoothTaylor(model).attribute(
-            x, target=0, nt_samples=n, generator=0
-        ),
+        "SmoothTaylor": _preset("smoothtaylor", model, nt_samples=n, generator=0),
     }
 
 
