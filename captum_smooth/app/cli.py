@@ -8,8 +8,8 @@ Commands:
   ``metrics.csv``), and prints the table.
 * ``captum-smooth demo [--out DIR]``: the same on the embedded EfficientNet-Lite0 and three
   photos bundled with scikit-image (nothing is downloaded).
-* ``captum-smooth methods``: the method names (:mod:`captum_smooth.app.methods`), the noise
-  kernels and, where the library has them, the streaming reducers.
+* ``captum-smooth methods``: the method names (:mod:`captum_smooth.app.methods`), and the
+  registered noise kernels and reducers.
 * ``captum-smooth insights [--port P]``: Captum Insights with these methods (captum <= 0.8).
 * ``captum-smooth explain-dataset ...``: a whole data set into a resumable store
   (:mod:`captum_smooth.app.dataset_cli`).

@@ -40,6 +40,7 @@ from captum.attr._utils.attribution import Attribution
 from torch import Tensor
 
 from .._checks import check_positive_int
+from ..core.reducers import reducer_names
 from ..methods import AdaptGrad, FusionGrad, NoiseGrad, SmoothGrad, SmoothTaylor
 from ..methods._preset import SmoothingPreset
 from ..noise import kernel_names
@@ -417,24 +418,15 @@ def available_methods() -> list[str]:
     return list(DEFAULT_METHODS)
 
 
-def _reducer_names() -> list[str]:
-    """The library's named streaming reducers, where it names them (else none)."""
-    from ..core import reducers
-
-    names = getattr(reducers, "reducer_names", None)
-    return list(names()) if callable(names) else []
-
-
 def listing() -> str:
     """What ``captum-smooth methods`` prints: this table, the noise kernels and the reducers.
 
     Returns:
-        One line per method (name and summary), then a line of kernels and, where the library
-        names its reducers (``captum_smooth.core.reducers.reducer_names``), a line of those.
+        One line per method (name and summary), then the registered kernels and reducers
+        (:func:`~captum_smooth.noise.kernels.register_kernel`,
+        :func:`~captum_smooth.core.reducers.register_reducer`).
     """
     lines = [f"{name:28s} {get_method(name).summary}" for name in method_names()]
     lines.append(f"{'kernels':28s} {', '.join(kernel_names())}")
-    reducers = _reducer_names()
-    if reducers:
-        lines.append(f"{'reducers':28s} {', '.join(reducers)}")
+    lines.append(f"{'reducers':28s} {', '.join(reducer_names())}")
     return "\n".join(lines)
