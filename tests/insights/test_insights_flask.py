@@ -32,6 +32,7 @@ SMALL_ARGUMENTS = {
 @pytest.fixture
 def client() -> Iterator[Any]:
     from captum.insights.attr_vis import server
+
     from cli_models import tiny_cnn
 
     images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))

@@ -9,7 +9,6 @@ import warnings
 import pytest
 import torch
 from captum.attr import IntegratedGradients, LayerGradCam, Saliency
-from test_weight_noise import assert_identical, awkward_net, snapshot
 from torch import Tensor, nn
 
 from captum_smooth import AdaptiveSigma, SmoothTunnel
@@ -19,6 +18,7 @@ from captum_smooth.noise.sigma import adaptive_sigma_factor
 from captum_smooth.noise.weights import WeightNoise
 
 from analytic_models import Probe
+from model_state import assert_identical, awkward_net, snapshot
 
 
 def mlp(seed: int = 0) -> nn.Module:
