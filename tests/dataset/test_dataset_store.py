@@ -26,7 +26,7 @@ from captum_smooth.app.dataset_cli import add_explain_dataset_parser, main
 from captum_smooth.dataset import batch_seed
 
 N, C, H = 37, 3, 6
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 
 
 def make_model() -> nn.Module:
@@ -281,7 +281,7 @@ explain_dataset(Counting(tunnel(), delay=0.25), make_data(), {out!r}, batch_size
 
 def test_resume_after_sigkill(tmp_path: Path) -> None:
     out = tmp_path / "s"
-    script = _KILL_SCRIPT.format(tests=str(ROOT / "tests"), out=str(out))
+    script = _KILL_SCRIPT.format(tests=str(Path(__file__).resolve().parent), out=str(out))
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
     try:
         deadline = time.monotonic() + 120
