@@ -7,13 +7,13 @@
   layer;
 * :mod:`~captum_smooth.core.loop`: the chunk loop;
 * :mod:`~captum_smooth.core.reducers`: streaming reducers (a registered part);
-* :mod:`~captum_smooth.core.errors`, :mod:`~captum_smooth.core.stopping`: the Monte-Carlo
+* :mod:`~captum_smooth.core.error_model`, :mod:`~captum_smooth.core.stopping`: the Monte-Carlo
   error and sampling to a tolerance;
 * :mod:`~captum_smooth.core.tunnel`: :class:`SmoothTunnel`, the Captum NoiseTunnel around it.
 """
 
 from .chunking import auto_chunk_size
-from .errors import MonteCarloError
+from .error_model import MonteCarloError
 from .loop import SamplingReport
 from .plan import LoopOptions, SampleTransform, WeightNoiseLike
 from .reducers import (

@@ -26,7 +26,7 @@ from captum._utils.common import _format_tensor_into_tuples, _is_tuple
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .errors import ErrorTracking, MonteCarloError
+from .error_model import ErrorTracking, MonteCarloError
 from .expansion import PER_EXAMPLE_KWARGS, expand_kwargs, select_examples
 from .layer_noise import LayerNoise
 from .noising import draw_noise, evaluate_sigma, noisy_copies

@@ -10,8 +10,8 @@ Every method here is one Monte-Carlo estimator (the mollification view of gradie
 A call goes in four readable steps: the options are checked into a plan
 (:mod:`~captum_smooth.core.plan`), the chunk loop samples it (:mod:`~captum_smooth.core.loop`),
 the reducer (:mod:`~captum_smooth.core.reducers`) and the error model
-(:mod:`~captum_smooth.core.errors`) give the estimate and its Monte-Carlo error, and the result
-comes back in Captum's return shapes. The parts plugged in: a kernel
+(:mod:`~captum_smooth.core.error_model`) give the estimate and its Monte-Carlo error, and the
+result comes back in Captum's return shapes. The parts plugged in: a kernel
 (:mod:`captum_smooth.noise.kernels`), a sigma rule (:mod:`captum_smooth.noise.sigma`), weight
 noise (:mod:`captum_smooth.noise.weights`), a per-sample transform and a reducer. The named
 methods (SmoothGrad, AdaptGrad, NoiseGrad, FusionGrad, SmoothTaylor) are configurations of it.
@@ -185,7 +185,8 @@ _ATTRIBUTE_DOC = """Smooth the inner attribution over noisy copies of the inputs
             Attributions shaped like the inner method's (tensor or tuple, as the input), and,
             with ``return_convergence_delta=True`` for methods that have one, the deltas of all
             inner calls concatenated (one per noisy sample, as Captum's NoiseTunnel); with
-            ``return_error=True``, the :class:`~captum_smooth.core.errors.MonteCarloError` last.
+            ``return_error=True``, the
+            :class:`~captum_smooth.core.error_model.MonteCarloError` last.
         """
 
 SmoothTunnel.attribute.__doc__ = _ATTRIBUTE_DOC.format(

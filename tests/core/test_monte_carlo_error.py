@@ -12,7 +12,7 @@ from captum.attr import Saliency
 from torch import nn
 
 from captum_smooth import SmoothTunnel
-from captum_smooth.core.errors import MonteCarloError
+from captum_smooth.core.error_model import MonteCarloError
 
 from analytic_models import Cubic
 
