@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 INSIGHTS_VENV ?= .venv-insights
 
-.PHONY: setup demo test test-fast lint bench clean insights-env test-insights
+.PHONY: setup demo test test-fast test-gpu lint bench bench-gpu gpu-wheels clean insights-env \
+	test-insights
 
 setup: $(STAMP)
 
@@ -35,6 +36,11 @@ test-insights: insights-env
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The CUDA cases of tests/gpu (the `device` fixture). Needs a CUDA build of torch and a GPU: the
+# CPU torch of .venv collects them and skips every one (exit 0), it never fails for want of a GPU.
+test-gpu: setup
+	$(BIN)/python -m pytest -q -m cuda
 
 lint: setup
 	$(BIN)/ruff check captum_smooth tests benchmarks
