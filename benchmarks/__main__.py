@@ -6,6 +6,8 @@ Usage::
     python -m benchmarks --quick         # smaller sizes (a couple of minutes)
     python -m benchmarks --only quality scaling
     python -m benchmarks --list
+    python -m benchmarks --device cuda   # the GPU module on a CUDA device -> RESULTS-gpu.md
+    python -m benchmarks --device cpu-dry-run   # the same at tiny sizes on the CPU (layout)
 
 Every module ``benchmarks/bench_<name>.py`` with a ``run(quick: bool) -> dict`` is run in turn
 (alphabetical order), each in a fresh Python process (so no module inherits another's thread
@@ -19,6 +21,12 @@ under ``benchmarks/results/`` when written elsewhere), ``seeds`` and ``environme
 The report goes to ``benchmarks/RESULTS.md`` (``RESULTS-quick.md`` with ``--quick``, so a quick
 check never overwrites the full results), with the versions, thread count, seeds, per-module
 wall times and the total. The exit status is 1 when a module failed.
+
+``--device`` (default ``cpu``: everything as always) reaches the modules through the
+environment variable ``CAPTUM_SMOOTH_BENCH_DEVICE`` of their child processes. With ``cuda`` or
+``cpu-dry-run`` the run takes the modules that measure on a chosen device (:data:`DEVICE_MODULES`,
+unless ``--only`` names others) and writes ``RESULTS-gpu.md`` (``RESULTS-gpu-dry-run.md``). A
+module that returns ``skipped`` (the GPU module without CUDA) is listed as skipped.
 """
 
 from __future__ import annotations
@@ -40,8 +48,12 @@ from typing import Any
 
 import torch
 
+from benchmarks._harness import BENCH_DEVICES, DEVICE_ENV
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS_DIR = os.path.join(HERE, "results")
+#: The modules that measure on the device given by ``--device`` (the others are CPU figures).
+DEVICE_MODULES = ("gpu",)
 
 
 @dataclass
@@ -56,6 +68,12 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return not self.error
+
+    @property
+    def status(self) -> str:
+        if not self.ok:
+            return "**FAILED**"
+        return "skipped" if self.result.get("skipped") else "ok"
 
 
 def discover() -> list[str]:
@@ -95,9 +113,10 @@ def run_module(name: str, quick: bool) -> Outcome:
     return outcome
 
 
-def run_isolated(name: str, quick: bool, timeout: float | None) -> Outcome:
+def run_isolated(name: str, quick: bool, timeout: float | None, device: str = "cpu") -> Outcome:
     """Run one module in a fresh Python process (its own thread settings, memory and global
-    random state), with a wall-time limit; the result comes back as JSON."""
+    random state), with a wall-time limit; the result comes back as JSON. ``device`` reaches
+    the module through :data:`~benchmarks._harness.DEVICE_ENV`."""
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "result.json")
@@ -112,6 +131,7 @@ def run_isolated(name: str, quick: bool, timeout: float | None) -> Outcome:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 text=True,
+                env={**os.environ, DEVICE_ENV: device},
             )
         except subprocess.TimeoutExpired:
             return Outcome(
@@ -147,7 +167,16 @@ def _plots(outcome: Outcome) -> list[str]:
     return relative
 
 
-def _versions() -> dict[str, str]:
+def _device_rows(device: str) -> dict[str, str]:
+    rows = {"benchmark device": device}
+    if device == "cuda" and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        rows["gpu"] = f"{props.name}, {props.total_memory / (1 << 30):.0f} GiB"
+        rows["cuda"] = str(torch.version.cuda)
+    return rows
+
+
+def _versions(device: str = "cpu") -> dict[str, str]:
     versions = {"python": platform.python_version(), "platform": platform.platform()}
     for package in ("torch", "captum", "numpy", "captum_smooth", "sklearn", "matplotlib"):
         try:
@@ -159,11 +188,18 @@ def _versions() -> dict[str, str]:
     versions["cpu cores"] = str(os.cpu_count())
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         versions[var] = os.environ.get(var, "unset")
+    if device != "cpu":
+        versions.update(_device_rows(device))
     return versions
 
 
 def render(
-    outcomes: list[Outcome], quick: bool, total: float, command: str, timeout: float | None = None
+    outcomes: list[Outcome],
+    quick: bool,
+    total: float,
+    command: str,
+    timeout: float | None = None,
+    device: str = "cpu",
 ) -> str:
     """The RESULTS.md text."""
     lines = [
@@ -181,13 +217,12 @@ def render(
         "| what | value |",
         "|---|---|",
     ]
-    lines += [f"| {k} | {v} |" for k, v in _versions().items()]
+    lines += [f"| {k} | {v} |" for k, v in _versions(device).items()]
     lines += ["", "## Modules", "", "| module | status | wall time (s) | seeds |"]
     lines.append("|---|---|---|---|")
     for o in outcomes:
         seeds = o.result.get("seeds", "")
-        status = "ok" if o.ok else "**FAILED**"
-        lines.append(f"| bench_{o.name} | {status} | {o.seconds:.1f} | {seeds} |")
+        lines.append(f"| bench_{o.name} | {o.status} | {o.seconds:.1f} | {seeds} |")
     for o in outcomes:
         lines += ["", f"## bench_{o.name}", ""]
         if not o.ok:
@@ -206,6 +241,26 @@ def render(
     return "\n".join(lines) + "\n"
 
 
+def _selected(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The modules to run: ``--only``, else every module (the device modules off the CPU)."""
+    names = discover()
+    if not args.only:
+        if args.device == "cpu":
+            return names
+        return [n for n in names if n in DEVICE_MODULES]
+    wanted = [n.removeprefix("bench_").removesuffix(".py") for n in args.only]
+    unknown = [n for n in wanted if n not in names]
+    if unknown:
+        parser.error(f"unknown module(s) {unknown}; available: {', '.join(names)}")
+    return [n for n in names if n in wanted]
+
+
+def _default_report(args: argparse.Namespace) -> str:
+    if args.device != "cpu":
+        return "RESULTS-gpu.md" if args.device == "cuda" else "RESULTS-gpu-dry-run.md"
+    return "RESULTS-quick.md" if args.quick else "RESULTS.md"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks", description="Run the benchmarks and write RESULTS.md."
@@ -219,6 +274,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="wall-time limit per module in seconds (default 900; 300 with --quick)",
     )
+    parser.add_argument(
+        "--device",
+        choices=BENCH_DEVICES,
+        default="cpu",
+        help="cpu (default, every module); cuda or cpu-dry-run: the GPU module (see above)",
+    )
     parser.add_argument("--list", action="store_true", help="list the modules and exit")
     parser.add_argument("--run-one", help=argparse.SUPPRESS)
     parser.add_argument("--json", help=argparse.SUPPRESS)
@@ -229,34 +290,30 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, "w") as f:
             json.dump(_jsonable(payload), f)
         return 0
-    names = discover()
     if args.list:
-        print("\n".join(names))
+        print("\n".join(discover()))
         return 0
-    if args.only:
-        wanted = [n.removeprefix("bench_").removesuffix(".py") for n in args.only]
-        unknown = [n for n in wanted if n not in names]
-        if unknown:
-            parser.error(f"unknown module(s) {unknown}; available: {', '.join(names)}")
-        names = [n for n in names if n in wanted]
+    names = _selected(parser, args)
     timeout = args.timeout if args.timeout is not None else (300.0 if args.quick else 900.0)
-    output = args.output or os.path.join(HERE, "RESULTS-quick.md" if args.quick else "RESULTS.md")
+    output = args.output or os.path.join(HERE, _default_report(args))
     command = "python -m benchmarks" + (" --quick" if args.quick else "")
+    if args.device != "cpu":
+        command += f" --device {args.device}"
     if args.only:
         command += " --only " + " ".join(names)
     outcomes = []
     start = time.perf_counter()
     for name in names:
         print(f"[benchmarks] bench_{name} ...", file=sys.stderr, flush=True)
-        outcome = run_isolated(name, args.quick, timeout)
-        state = "ok" if outcome.ok else "FAILED"
+        outcome = run_isolated(name, args.quick, timeout, args.device)
+        state = outcome.status.strip("*").lower()
         print(f"[benchmarks] bench_{name}: {state} in {outcome.seconds:.1f} s", file=sys.stderr)
         if not outcome.ok:
             print(outcome.error, file=sys.stderr)
         outcomes.append(outcome)
     total = time.perf_counter() - start
     with open(output, "w") as f:
-        f.write(render(outcomes, args.quick, total, command, timeout))
+        f.write(render(outcomes, args.quick, total, command, timeout, args.device))
     print(f"[benchmarks] wrote {output} ({total:.0f} s in all)", file=sys.stderr)
     return 0 if all(o.ok for o in outcomes) else 1
 
