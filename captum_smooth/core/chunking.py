@@ -41,14 +41,15 @@ _CPU_ROWS = 8
 _GPU_ROWS = 64
 _REFERENCE_ELEMENTS = 3 * 224 * 224
 
-# Bytes a gradient method keeps per copy, as a multiple of the copy's input bytes. Backward needs
-# the activations that the forward pass saved: for the ResNet-18-sized CNN of the benchmarks at
-# 224 x 224 these are about 47x the input (conv1, its BatchNorm and ReLU outputs at 64 x 112 x
-# 112 alone are 16x; the four stages add ~30x), for EfficientNet-Lite0 about 80x (its inverted
-# residual blocks widen the channels 6x before the depthwise convolutions); the backward pass
-# then holds one or two activation-sized gradients at a time. 128 covers both with room for
-# wider networks; the memory share below halves the risk again.
-_GPU_ACTIVATION_FACTOR = 128
+# Bytes one copy costs a gradient method, as a multiple of the copy's input bytes. Backward
+# needs what the forward pass saved: measured with torch.autograd.graph.saved_tensors_hooks
+# (one image, parameters excluded), the ResNet-18-sized CNN of the benchmarks saves 37x its
+# input (21 MiB at 224 x 224, 111 MiB at 512 x 512) and EfficientNet-Lite0 137x (78 and 400
+# MiB: its inverted residual blocks widen the channels 6x before the depthwise convolutions).
+# The backward pass then holds gradients of one or two activations at a time on top. 256, the
+# next power of two above 137x plus those gradients, covers both; wider networks are covered
+# by the memory share below.
+_GPU_ACTIVATION_FACTOR = 256
 # Share of the free memory one call may take: the rest is left for cuDNN workspaces, the
 # reducer's accumulators, the allocator's rounding and fragmentation, and other users.
 _GPU_MEMORY_SHARE = 0.5

@@ -105,11 +105,11 @@ def fake_cuda(monkeypatch: pytest.MonkeyPatch):
 
 def _image_cost(dtype: torch.dtype = torch.float32, expansion: int = 1) -> int:
     """The rule's estimate for one copy of a 3x224x224 image (bytes)."""
-    return 3 * 224 * 224 * torch.finfo(dtype).bits // 8 * expansion * 128
+    return 3 * 224 * 224 * torch.finfo(dtype).bits // 8 * expansion * 256
 
 
 def test_cuda_rule_constants_are_stated() -> None:
-    assert chunking._GPU_ACTIVATION_FACTOR == 128
+    assert chunking._GPU_ACTIVATION_FACTOR == 256
     assert chunking._GPU_MEMORY_SHARE == 0.5
     assert chunking._GPU_ROWS == 64
 
@@ -127,15 +127,15 @@ def test_cuda_ample_memory_gives_the_cap(fake_cuda) -> None:
 
 def test_cuda_memory_bounds_the_chunk_to_a_power_of_two(fake_cuda) -> None:
     x = _x(1, 3, 224, 224)
-    fake_cuda["free"] = 1 * GiB  # 0.5 GiB / 77 MB per copy = 6.96 copies -> 4
-    assert (GiB // 2) // _image_cost() == 6
+    fake_cuda["free"] = 2 * GiB  # 1 GiB / 154 MB per copy = 6.97 copies -> 4
+    assert GiB // _image_cost() == 6
     assert auto_chunk_size(x, 200) == 4
-    fake_cuda["free"] = int(1.2 * GiB)  # 8.4 copies -> 8
+    fake_cuda["free"] = int(2.4 * GiB)  # 8.4 copies -> 8
     assert auto_chunk_size(x, 200) == 8
-    fake_cuda["free"] = int(1.1 * GiB)  # 7.7 copies -> 4: small changes keep the chunk
+    fake_cuda["free"] = int(2.2 * GiB)  # 7.7 copies -> 4: small changes keep the chunk
     assert auto_chunk_size(x, 200) == 4
     # Half precision halves the estimate.
-    fake_cuda["free"] = 1 * GiB
+    fake_cuda["free"] = 2 * GiB
     assert auto_chunk_size(_x(1, 3, 224, 224, dtype=torch.float16), 200) == 8
 
 
@@ -144,15 +144,15 @@ def test_cuda_at_least_one_copy_per_example(fake_cuda) -> None:
     assert auto_chunk_size(_x(1, 3, 224, 224), 50) == 1
     fake_cuda["free"] = 0
     assert auto_chunk_size(_x(1, 3, 224, 224), 50) == 1
-    fake_cuda["free"] = 1 * GiB  # 4 copies fit, but the batch has 8 examples
+    fake_cuda["free"] = 2 * GiB  # 4 copies fit, but the batch has 8 examples
     assert auto_chunk_size(_x(8, 3, 224, 224), 50) == 1
 
 
 def test_cuda_counts_the_allocators_unused_cache(fake_cuda) -> None:
     x = _x(1, 3, 224, 224)
-    fake_cuda.update(free=GiB // 2, reserved=GiB, allocated=GiB // 2)
-    assert chunking.free_cuda_bytes(torch.device("cuda", 0)) == GiB
-    assert auto_chunk_size(x, 200) == 4  # as with 1 GiB free
+    fake_cuda.update(free=GiB, reserved=2 * GiB, allocated=GiB)
+    assert chunking.free_cuda_bytes(torch.device("cuda", 0)) == 2 * GiB
+    assert auto_chunk_size(x, 200) == 4  # as with 2 GiB free
 
 
 def test_cuda_rule_counts_the_inner_expansion(fake_cuda) -> None:
@@ -160,9 +160,9 @@ def test_cuda_rule_counts_the_inner_expansion(fake_cuda) -> None:
     ig = IntegratedGradients(_lin(3 * 32 * 32))
     # Cap: 64 reference images = 3136 rows of 3x32x32, / 50 steps = 62 copies.
     assert auto_chunk_size(x, 100, ig, {"n_steps": 50}) == 62
-    fake_cuda["free"] = 1 * GiB  # 0.5 GiB / (12 KiB * 50 * 128) = 6.8 copies -> 4
+    fake_cuda["free"] = 2 * GiB  # 1 GiB / (12 KiB * 50 * 256) = 6.8 copies -> 4
     assert auto_chunk_size(x, 100, ig, {"n_steps": 50}) == 4
-    # The inner method bounds its own batches: no expansion, 0.5 GiB / 1.5 MiB -> 256 copies.
+    # The inner method bounds its own batches: no expansion, 1 GiB / 3 MiB -> 256 copies.
     assert auto_chunk_size(x, 1000, ig, {"n_steps": 50, "internal_batch_size": 8}) == 256
 
 
@@ -173,7 +173,7 @@ def test_cuda_rule_through_the_tunnel_matches_the_int_chunk(fake_cuda) -> None:
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 224 * 224, 3))
     x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     tunnel = SmoothTunnel(Saliency(model))
-    fake_cuda["free"] = 1 * GiB
+    fake_cuda["free"] = 2 * GiB
     auto = tunnel.attribute(
         x, nt_samples=10, nt_samples_batch_size="auto", stdevs=0.1, generator=0, target=0
     )
