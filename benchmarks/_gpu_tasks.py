@@ -119,11 +119,14 @@ def guard(fn: Callable[[], Any]) -> Any:
     try:
         return fn()
     except Exception as err:
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        if _is_oom(err):
-            return "out of memory"
-        return f"failed: {type(err).__name__}: {str(err).splitlines()[0][:120]}"
+        lines = str(err).splitlines() or [""]
+        text = (
+            "out of memory" if _is_oom(err) else f"failed: {type(err).__name__}: {lines[0][:120]}"
+        )
+    # Outside the handler: the traceback no longer holds the failed call's tensors.
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return text
 
 
 class ModelBench:

@@ -139,8 +139,8 @@ def test_device_kernel_statistics(device, name: str) -> None:
     t = t.double()
     assert abs(t.mean().item()) < 5 / math.sqrt(n)
     if name == "student_t":
-        iqr = (torch.quantile(t[:100_000], 0.75) - torch.quantile(t[:100_000], 0.25)).item()
-        assert abs(iqr - _T3_IQR) < 0.02
+        iqr = (torch.quantile(t, 0.75) - torch.quantile(t, 0.25)).item()
+        assert abs(iqr - _T3_IQR) < 0.02  # 6 standard errors
     else:
         assert abs(t.std().item() - 1.0) < 0.015  # 5 standard errors for a kurtosis up to 6
     again = get_kernel(name).sample((n,), generator=_gen(device, 1), device=device)
