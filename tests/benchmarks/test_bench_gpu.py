@@ -69,7 +69,9 @@ def test_dry_run_report_layout(monkeypatch) -> None:
         "| tiny CNN | 12x12 | 4 |",
     ):
         assert label in md, label
-    assert "not measured" not in md.split("### missing model")[0]  # every row of the CNN ran
+    cnn = md.split("### missing model")[0]
+    assert "failed" not in cnn  # every row of the CNN ran (memory may be below resolution)
+    assert cnn.count("| met |") + cnn.count("| missed |") >= 3
     figures = result["figures"]["tiny CNN"]
     assert figures["auto_over_best_chunk"] > 0 and figures["inplace_over_vmap"] > 0
     assert set(figures["chunk_sweep_s"]) == {"chunk 1", "chunk 2", "chunk 4", '"auto" (chunk 4)'}
