@@ -281,7 +281,7 @@ explain_dataset(Counting(tunnel(), delay=0.25), make_data(), {out!r}, batch_size
 
 def test_resume_after_sigkill(tmp_path: Path) -> None:
     out = tmp_path / "s"
-    script = _KILL_SCRIPT.format(tests=str(ROOT / "tests"), out=str(out))
+    script = _KILL_SCRIPT.format(tests=str(Path(__file__).resolve().parent), out=str(out))
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
     try:
         deadline = time.monotonic() + 120
