@@ -120,3 +120,5 @@ def test_render_lists_skipped_modules_and_the_device() -> None:
     assert "| bench_gpu | skipped |" in text and "skipped: no CUDA" in text
     assert "| benchmark device | cuda |" in text
     assert "benchmark device" not in runner.render([skipped], False, 1.0, "x")
+    dry = runner.render([skipped], False, 1.0, "x", device="cpu-dry-run")
+    assert "(tiny, CPU dry run sizes)" in dry
