@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 INSIGHTS_VENV ?= .venv-insights
 
-.PHONY: setup demo test test-fast lint bench clean insights-env test-insights
+.PHONY: setup demo test test-fast test-gpu lint bench bench-gpu gpu-wheels gpu-dry-run clean \
+	insights-env test-insights
 
 setup: $(STAMP)
 
@@ -36,12 +37,29 @@ test-insights: insights-env
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# The CUDA cases of tests/gpu (the `device` fixture). Needs a CUDA build of torch and a GPU: the
+# CPU torch of .venv collects them and skips every one (exit 0), it never fails for want of a GPU.
+test-gpu: setup
+	$(BIN)/python -m pytest -q -m cuda
+
 lint: setup
 	$(BIN)/ruff check captum_smooth tests benchmarks
 	$(BIN)/ruff format --check captum_smooth tests benchmarks
 
 bench: setup
 	$(BIN)/python -m benchmarks
+
+# The GPU benchmark alone (benchmarks/bench_gpu.py); needs a CUDA torch, else it says "skipped".
+bench-gpu: setup
+	$(BIN)/python -m benchmarks --device cuda
+
+# The wheels a GPU machine without network needs, into .whl/ (downloads; see benchmarks/gpu/).
+gpu-wheels:
+	PYTHON=$(PYTHON) bash benchmarks/gpu/wheels.sh .whl
+
+# The GPU check's steps on this CPU at tiny sizes (benchmarks/gpu/run.sh with DRY_RUN=1).
+gpu-dry-run: setup
+	DRY_RUN=1 PYTHON=$(BIN)/python bash benchmarks/gpu/run.sh out/gpu-dry-run
 
 clean:
 	rm -rf $(VENV) $(INSIGHTS_VENV) out .pytest_cache

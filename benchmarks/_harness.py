@@ -30,8 +30,11 @@ from typing import Any
 import torch
 
 __all__ = [
+    "BENCH_DEVICES",
+    "DEVICE_ENV",
     "PAIRED_RATIO_NOTE",
     "PairedTiming",
+    "bench_device",
     "environment",
     "markdown_table",
     "paired_ratio",
@@ -46,6 +49,21 @@ PAIRED_RATIO_NOTE = (
     "median over the run of the geometric means of two consecutive pairs (drift cancels), with "
     "the smallest and largest single pair in brackets."
 )
+
+
+#: How ``python -m benchmarks --device`` tells the modules (run in child processes) the device.
+DEVICE_ENV = "CAPTUM_SMOOTH_BENCH_DEVICE"
+#: ``cpu`` (the default: every module as it always ran), ``cuda``, ``cpu-dry-run`` (the GPU
+#: module's comparisons on the CPU at tiny sizes, to check its report without a GPU).
+BENCH_DEVICES = ("cpu", "cuda", "cpu-dry-run")
+
+
+def bench_device() -> str:
+    """The device asked of the benchmarks (:data:`DEVICE_ENV`, default ``cpu``)."""
+    value = os.environ.get(DEVICE_ENV, "cpu")
+    if value not in BENCH_DEVICES:
+        raise ValueError(f"{DEVICE_ENV}={value!r}: expected one of {BENCH_DEVICES}")
+    return value
 
 
 def time_interleaved(
