@@ -49,7 +49,6 @@ __all__ = [
     "DEFAULT_METHODS",
     "RENAMED",
     "MethodSpec",
-    "available_methods",
     "get_method",
     "listing",
     "method_names",
@@ -407,15 +406,6 @@ def resolve_methods(names: Sequence[str]) -> list[MethodSpec]:
             raise ValueError(f"method {spec.name!r} is named twice")
         seen.add(spec.name)
     return specs
-
-
-def available_methods() -> list[str]:
-    """The names of :data:`DEFAULT_METHODS` (every one imports: the table holds the classes).
-
-    Returns:
-        A list of names, in the default order.
-    """
-    return list(DEFAULT_METHODS)
 
 
 def listing() -> str:

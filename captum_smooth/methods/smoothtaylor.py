@@ -22,7 +22,7 @@ from captum.attr import LayerAttribution, Saliency
 from torch import Tensor
 
 from .._checks import check_positive_int, seed_from
-from ..core.expansion import select_examples
+from ..core.expansion import PER_EXAMPLE_KWARGS, select_examples
 from ..core.plan import LoopOptions
 from ..noise.kernels import get_kernel
 from ._preset import COMMON_OPTIONS, SmoothingPreset
@@ -35,8 +35,6 @@ from .adaptive_noising import (
 
 __all__ = ["SmoothTaylor", "TaylorTransform", "adaptive_smooth_taylor"]
 
-# Inner-method arguments given per example (restricted to the examples still searching).
-_PER_EXAMPLE_KWARGS = ("additional_forward_args", "baselines", "feature_mask")
 # Options of the loop that the search cannot honour (it returns the maps only).
 _NOT_WITH_ADAPTIVE = frozenset({"return_error", "tolerance", "min_samples", "max_samples"})
 
@@ -246,7 +244,7 @@ class SmoothTaylor(SmoothingPreset):
         def _evaluate(rows: Tensor, sigma: Tensor) -> tuple[tuple[Tensor, ...], Tensor]:
             sub = tuple(x[rows.to(x.device)] for x in inputs_t)
             sub_kwargs = {
-                key: select_examples(value, rows, batch) if key in _PER_EXAMPLE_KWARGS else value
+                key: select_examples(value, rows, batch) if key in PER_EXAMPLE_KWARGS else value
                 for key, value in kwargs.items()
             }
             if target is not None:
