@@ -16,9 +16,10 @@ from captum.attr import (
     TextTemplateInput,
     TextTokenInput,
 )
-from model_state import assert_identical, snapshot
 
 from captum_smooth import SmoothLLMAttribution
+
+from model_state import assert_identical, snapshot
 
 PROMPT = "the cat sat on the"
 
