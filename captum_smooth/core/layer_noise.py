@@ -153,8 +153,9 @@ class LayerNoise:
             raise ValueError(
                 f"`noise_layer` ({name}) took no noise: it did not run while "
                 f"{type(self._method).__name__} evaluated the inputs (is it a module of the "
-                "model? methods that evaluate inputs and baselines in one batch, such as "
-                "DeepLift, cannot take noise at a layer)"
+                "model? methods that evaluate the inputs batched with the baselines or through "
+                "an inner method, such as LayerDeepLift and LayerGradientShap, cannot take "
+                "noise at a layer; weight noise works with them)"
             )
         raise ValueError(
             f"`noise_layer` ({name}) never ran in the forward passes of the inner method: "

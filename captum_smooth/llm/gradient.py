@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from .._checks import GeneratorLike, resolve_generator
 from ..core import LoopOptions, MonteCarloError, SampleTransform, SamplingReport
 from ..core.error_model import relative_error
-from ..core.noising import StdevsType
+from ..core.noising import StdevsType, is_zero
 from ..core.reducers import ReducerLike
 from ..noise import Kernel, RangeShareSigma
 from .binding import SmoothedCall, weight_noise_for
@@ -178,15 +178,17 @@ class SmoothLLMGradientAttribution(LLMGradientAttribution):
         layer = self.attr_method.layer
         if not isinstance(layer, nn.Module):
             raise TypeError("the inner method must attribute to one layer (the embedding)")
+        stdevs = RangeShareSigma(EMBEDDING_NOISE_LEVEL) if stdevs is None else stdevs
         options = LoopOptions(
             nt_type=nt_type,
             nt_samples=nt_samples,
             nt_samples_batch_size=nt_samples_batch_size,
-            stdevs=RangeShareSigma(EMBEDDING_NOISE_LEVEL) if stdevs is None else stdevs,
+            stdevs=stdevs,
             kernel=kernel,
             include_clean=include_clean,
             generator=resolve_generator(generator, self.device),
-            noise_layer=layer,
+            # No input noise (NoiseGrad): no hook, so any supported method takes weight noise.
+            noise_layer=None if is_zero(stdevs) else layer,
             weight_noise=weight_noise_for(self.model, weight_stdev, n_weight_samples),
             n_weight_samples=n_weight_samples,
             sample_transform=token_scores(int(inp.to_model_input().shape[1])),

@@ -10,6 +10,7 @@ pytest.importorskip("transformers")
 
 import torch
 from captum.attr import (
+    LayerGradientShap,
     LayerGradientXActivation,
     LayerIntegratedGradients,
     LLMAttributionResult,
@@ -153,6 +154,20 @@ def test_options_set_by_the_wrapper_are_refused(gpt2: Any, tokenizer: Any) -> No
         smooth.attribute(inp, target="mat", noise_layer=gpt2.transformer.wte)
     with pytest.raises(ValueError, match="weight_stdev"):
         smooth.attribute(inp, target="mat", n_weight_samples=3)
+
+
+def test_layer_gradient_shap_takes_weight_noise_not_layer_noise(gpt2: Any, tokenizer: Any) -> None:
+    # LayerGradientShap evaluates the inputs through an inner method: layer noise cannot reach
+    # them (an error, not a silent un-noised result); weight noise needs no hook.
+    smooth = SmoothLLMGradientAttribution(LayerGradientShap(gpt2, gpt2.transformer.wte), tokenizer)
+    inp = TextTokenInput(PROMPT, tokenizer)
+    base = {"target": "mat", "baselines": torch.zeros(1, 5, dtype=torch.long), "generator": 0}
+    result = smooth.attribute(
+        inp, nt_samples=1, stdevs=0.0, weight_stdev=0.1, n_weight_samples=2, **base
+    )
+    assert result.token_attr.shape == (1, 5)
+    with pytest.raises(ValueError, match="LayerGradientShap"):
+        smooth.attribute(inp, nt_samples=2, **base)
 
 
 def test_captums_plots_work(gpt2: Any, tokenizer: Any) -> None:
