@@ -185,7 +185,8 @@ def _explain_one(
     attr, error = SmoothTunnel(lig).attribute(
         ids, baselines=baseline, n_steps=steps, generator=settings["seed"],
         sample_transform=token_scores(ids.shape[1]), return_error=True,
-        nt_samples_batch_size=settings["batch"], tolerance=settings["tolerance"], **options,
+        nt_samples_batch_size=settings["batch"], tolerance=settings["tolerance"],
+        min_samples=settings["min_samples"], **options,
     )  # fmt: skip
     samples = int(error.n_samples[0]) * (options.get("nt_samples", 1) if error.nested else 1)
     return attr[0, :, 0], error.standard_error[0, :, 0], float(error.relative_error[0]), samples
@@ -210,7 +211,8 @@ def explain_text(
         methods: Names from :data:`TEXT_METHODS`.
         **settings: ``samples`` (16), ``steps`` (32), ``noise_level`` (0.05), ``weight_stdev``
             (0.05), ``seed`` (0), ``batch`` (None: chunk size of noisy copies), ``tolerance``
-            (None: sample until the relative error is at most this, ``samples`` at most).
+            (None: sample until the relative error is at most this, ``samples`` at most; give a
+            ``batch`` smaller than ``samples`` so that it can stop early), ``min_samples``.
 
     Returns:
         One :class:`TokenRow` per method.
@@ -223,7 +225,7 @@ def explain_text(
     """
     settings = {
         "samples": 16, "steps": 32, "noise_level": 0.05, "weight_stdev": 0.05, "seed": 0,
-        "batch": None, "tolerance": None, **settings,
+        "batch": None, "tolerance": None, "min_samples": None, **settings,
     }  # fmt: skip
     ids = tokenizer(text, return_tensors="pt")["input_ids"]
     wrapped = SimilarityModel(model, tokenizer(compare, return_tensors="pt")["input_ids"])
