@@ -10,7 +10,8 @@ embedding layer with Layer Integrated Gradients (baseline: ``[PAD]`` for every t
 
 * ``plain``: Captum's LayerIntegratedGradients;
 * ``smoothgrad``: noise on the word embedding output, the input's path only, with sigma a share
-  of its range (AllenNLP's convention, ``--noise-level``);
+  of its range (AllenNLP's convention, ``--noise-level``: 5 % here, where the library's default
+  for LLMs is AllenNLP's 1 %, so that the smoothing shows at 16 samples);
 * ``noisegrad``: multiplicative weight noise (``--weight-stdev``), no input noise;
 * ``fusiongrad``: both (the budget split between weight draws and input samples).
 
