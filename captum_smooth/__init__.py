@@ -7,7 +7,8 @@ The parts:
 * :mod:`captum_smooth.noise`: what is sampled (kernels, sigma rules, weight noise);
 * :mod:`captum_smooth.methods`: the named methods, presets of the loop;
 * :mod:`captum_smooth.metrics`: scores for smoothness and faithfulness;
-* :mod:`captum_smooth.dataset`: data-set-scale attribution into a resumable store.
+* :mod:`captum_smooth.dataset`: data-set-scale attribution into a resumable store;
+* :mod:`captum_smooth.llm`: Captum's LLM attribution, smoothed (no ``transformers`` needed).
 
 The application (the ``captum-smooth`` command line, its method table, models, images and
 Captum Insights) lives in :mod:`captum_smooth.app`, which the library never imports.
@@ -24,6 +25,7 @@ from .core import (
     register_reducer,
 )
 from .dataset import AttributionStore, StoreError, explain_dataset
+from .llm import SmoothLLMAttribution, SmoothLLMGradientAttribution
 from .methods import (
     AdaptGrad,
     AdaptiveNoising,
@@ -69,6 +71,8 @@ __all__ = [
     "SamplingReport",
     "SigmaRule",
     "SmoothGrad",
+    "SmoothLLMAttribution",
+    "SmoothLLMGradientAttribution",
     "SmoothTaylor",
     "SmoothTunnel",
     "StoreError",

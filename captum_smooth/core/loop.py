@@ -109,6 +109,12 @@ class _NoLayerNoise(contextlib.nullcontext):
     def disarm(self) -> None:
         return None
 
+    def method_for(self, method: Any, inputs: tuple[Tensor, ...]) -> Any:
+        return method
+
+    def check(self) -> None:
+        return None
+
 
 class SamplingLoop:
     """One call of the loop over a plan (see the module docstring).
@@ -133,7 +139,12 @@ class SamplingLoop:
         self.is_attr_tuple = plan.is_tuple
         self._expanded: dict[int, dict[str, Any]] = {}
         self.layer: Any = (
-            LayerNoise(plan.noise_layer, self._draw_at_layer)
+            LayerNoise(
+                plan.noise_layer,
+                self._draw_at_layer,
+                self.method,
+                to_layer_input=bool(plan.kwargs.get("attribute_to_layer_input", False)),
+            )
             if plan.noise_layer is not None
             else _NoLayerNoise()
         )
@@ -198,8 +209,13 @@ class SamplingLoop:
         )
         expanded = self._expand(inputs, kwargs, k)
         attrs, self.is_attr_tuple, delta = call_inner(
-            self.method, noisy, expanded, plan.is_tuple, plan.want_delta
+            self.layer.method_for(self.method, noisy),
+            noisy,
+            expanded,
+            plan.is_tuple,
+            plan.want_delta,
         )
+        self.layer.check()
         self.n_calls += 1
         if plan.transform is not None:
             attrs = tuple(plan.transform(inputs, noisy, attrs, k))
