@@ -143,7 +143,7 @@ def test_dtype_aliases_are_stored_under_their_canonical_name(
 @pytest.mark.parametrize("bad", ["bfloat16", "int8", "double", "halfs", torch.float64, 16, None])
 def test_bad_dtypes_are_refused_before_any_work(tmp_path: Path, bad: object) -> None:
     method = saliency()
-    with pytest.raises(ValueError, match="dtype must be torch.float16 or torch.float32"):
+    with pytest.raises(ValueError, match=r"dtype must be torch\.float16 or torch\.float32"):
         run(method, tmp_path / "s", dtype=bad)
     assert method.calls == 0
     assert not (tmp_path / "s").exists()
