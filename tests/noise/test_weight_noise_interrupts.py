@@ -14,7 +14,9 @@ import signal
 import statistics
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -309,3 +311,28 @@ def test_saliency_inner_method_sees_a_scripted_model() -> None:
     attr = NoiseGrad(jit, Saliency(jit)).attribute(X, target=0, n_weight_samples=2, generator=0)
     assert attr.shape == X.shape
     assert_identical(before, jit)
+
+
+def test_cli_noisegrad_on_a_torchscript_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The CLI loads TorchScript files for --model; NoiseGrad perturbs the loaded module.
+    np = pytest.importorskip("numpy")
+    image_module = pytest.importorskip("PIL.Image")
+    from captum_smooth.app import cli
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "app"))
+    from cli_models import tiny_cnn
+
+    model_path = tmp_path / "tiny.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(tiny_cnn()).save(str(model_path))
+    image = tmp_path / "noise.png"
+    pixels = np.random.default_rng(0).integers(0, 255, (30, 40, 3), dtype=np.uint8)
+    image_module.fromarray(pixels).save(image)
+    out = tmp_path / "out"
+    args = ["explain", str(image), "--model", str(model_path), "--size", "24", "--samples", "2"]
+    args += ["--auc-steps", "3", "--no-progress", "--out", str(out), "-m", "noisegrad"]
+    assert cli.main(args) == 0
+    assert (out / "comparison.png").is_file()
