@@ -10,11 +10,18 @@ live parameters in place (no model copy per draw), and restores the model bit fo
 whatever happens (normal exit, exception, ``KeyboardInterrupt``).
 
 What the session restores: the values of the perturbed parameters, every buffer (a model in
-train mode updates BatchNorm running statistics during the forward passes), the identity of
-every Parameter and buffer object held by every submodule, ``requires_grad`` flags, existing
-``.grad`` tensors (``None`` stays ``None``; a ``.grad`` tensor is set aside during the session,
-so backward passes inside it cannot accumulate into it) and the train/eval flag of every
-submodule.
+train mode updates BatchNorm running statistics during the forward passes) and every other
+parameter (a forward may change a frozen or integer parameter in place), the identity of
+every Parameter and buffer object held by every submodule (TorchScript modules included),
+``requires_grad`` flags, existing ``.grad`` tensors (``None`` stays ``None``; a ``.grad``
+tensor is set aside during the session, so backward passes inside it cannot accumulate into
+it) and the train/eval flag of every submodule. Every restore step runs even when one fails;
+the first error is raised after the last step.
+
+All or nothing: entering (the backup), each :meth:`WeightPerturber.perturb` and the exit (the
+restore) are critical sections (:mod:`captum_smooth.noise._signals`): an asynchronous signal
+whose Python handler raises (Ctrl-C, SIGTERM, SIGALRM, ...) is handled when the section ends,
+with the model whole, never half-way through.
 
 Thread safety: a session holds a re-entrant lock of its model (:func:`model_lock`) from entry to
 exit, so sessions on one model from several threads run one after the other and each sees only
