@@ -9,6 +9,7 @@ handlers are the ones the process had, and the model's lock is free.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import statistics
@@ -195,13 +196,59 @@ def interrupted_calls(alarm: dict[str, Any], name: str, n_calls: int, seed: int)
 def test_signals_at_random_moments_never_corrupt_the_model(
     alarm: dict[str, Any], name: str
 ) -> None:
-    assert interrupted_calls(alarm, name, n_calls=60, seed=hash(name) % 1000) == 0
+    assert interrupted_calls(alarm, name, n_calls=60, seed=list(CALLS).index(name)) == 0
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(CALLS))
 def test_signals_at_random_moments_many_calls(alarm: dict[str, Any], name: str) -> None:
     assert interrupted_calls(alarm, name, n_calls=400, seed=7) == 0
+
+
+@pytest.fixture
+def ctrl_c() -> Iterator[dict[str, Any]]:
+    """SIGINT with a one-shot handler that raises KeyboardInterrupt, as Python's default does."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals go to the main thread")
+    armed: dict[str, Any] = {"on": False, "fired": 0}
+
+    def handler(signum: int, frame: Any) -> None:
+        if armed["on"]:
+            armed["on"] = False
+            armed["fired"] += 1
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    armed["handler"] = handler
+    try:
+        yield armed
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.parametrize("name", ["noisegrad", "fusiongrad"])  # calls long enough to hit
+def test_ctrl_c_sent_by_another_thread_at_random_moments(ctrl_c: dict[str, Any], name: str) -> None:
+    # A real SIGINT sent to the process (as a terminal's Ctrl-C is): the kernel may deliver it
+    # to any thread; Python runs the handler in the main thread.
+    call, model = CALLS[name], make_stateful()
+    duration = median_duration(call, model)
+    before = snapshot(model)
+    rng = random.Random(3)
+    for _ in range(40):
+        timer = threading.Timer(rng.uniform(0, duration), os.kill, (os.getpid(), signal.SIGINT))
+        try:
+            ctrl_c["on"] = True
+            timer.start()
+            call(model)
+            timer.cancel()
+            timer.join()
+            ctrl_c["on"] = False
+        except KeyboardInterrupt:
+            ctrl_c["on"] = False
+            timer.join()
+        assert_identical(before, model)
+        assert signal.getsignal(signal.SIGINT) is ctrl_c["handler"]
+    assert ctrl_c["fired"] >= 10
 
 
 @pytest.mark.parametrize("name", ["noisegrad", "fusiongrad", "session"])
