@@ -59,9 +59,11 @@ def _restore(state: dict[str, Any], device: torch.device) -> None:
 def seeded_global_states(generator: torch.Generator | None) -> Iterator[None]:
     """Seed Python's, numpy's and torch's global random states from ``generator`` for a block.
 
-    One seed is drawn from ``generator`` (:func:`~captum_smooth._checks.seed_from`), so the
-    generator's stream stays the source of every draw. On exit, normal or not, the states the
-    caller had are put back.
+    The seed is the number :func:`~captum_smooth._checks.seed_from` draws from ``generator``,
+    read from a copy of it, so the generator's stream stays the source of every draw and the
+    block's own draws from the generator are the ones it would make without this (a block
+    that draws nothing from it takes the seed from it on exit). On exit, normal or not, the
+    states the caller had are put back.
 
     Args:
         generator: The call's generator; None leaves every global state alone.
@@ -81,9 +83,25 @@ def seeded_global_states(generator: torch.Generator | None) -> Iterator[None]:
         yield
         return
     device = generator.device
+    start = generator.get_state()
     saved = _save(device)
     try:
-        _seed(seed_from(generator), device)
+        _seed(_peek_seed(generator), device)
         yield
     finally:
         _restore(saved, device)
+        if torch.equal(generator.get_state(), start):
+            # The block drew nothing from the generator itself: the seed is taken from it
+            # now, so that the next block with the same generator draws other numbers.
+            seed_from(generator)
+
+
+def _peek_seed(generator: torch.Generator) -> int:
+    """The seed :func:`seed_from` would draw, read from a copy: the generator does not move.
+
+    The loop's own noise is then the generator's stream from where the caller left it (draws
+    can be replayed from a generator in the same state), whatever the inner method draws.
+    """
+    twin = torch.Generator(device=generator.device)
+    twin.set_state(generator.get_state())
+    return seed_from(twin)

@@ -136,15 +136,25 @@ def test_states_are_put_back_after_an_error() -> None:
     assert_same_states(before, global_states())
 
 
-def test_seeded_block_reproduces_and_consumes_one_draw() -> None:
+def test_seeded_block_reproduces_and_leaves_the_generators_stream_to_the_block() -> None:
     g = torch.Generator().manual_seed(0)
     with seeded_global_states(g):
+        drawn = torch.rand(3, generator=g)  # the block's own draws: the generator's stream
         a = (np.random.rand(), random.random(), torch.rand(1).item())
+    assert torch.equal(drawn, torch.rand(3, generator=torch.Generator().manual_seed(0)))
+    with seeded_global_states(torch.Generator().manual_seed(0)):
+        assert (np.random.rand(), random.random(), torch.rand(1).item()) == a
+
+
+def test_a_block_that_draws_nothing_from_the_generator_moves_it_once() -> None:
+    g = torch.Generator().manual_seed(0)
+    with seeded_global_states(g):
+        first = np.random.rand()
     mirror = torch.Generator().manual_seed(0)
     torch.randint(0, 2**62, (1,), generator=mirror)  # the one seed drawn
     assert torch.equal(g.get_state(), mirror.get_state())
-    with seeded_global_states(torch.Generator().manual_seed(0)):
-        assert (np.random.rand(), random.random(), torch.rand(1).item()) == a
+    with seeded_global_states(g):
+        assert np.random.rand() != first  # the next block draws other numbers
 
 
 class Crashing(Attribution):
