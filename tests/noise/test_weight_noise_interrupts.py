@@ -388,3 +388,34 @@ def test_cli_noisegrad_on_a_torchscript_file(
     args += ["--auc-steps", "3", "--no-progress", "--out", str(out), "-m", "noisegrad"]
     assert cli.main(args) == 0
     assert (out / "comparison.png").is_file()
+
+
+def test_a_signal_while_waiting_for_the_models_lock_is_handled_at_once(
+    alarm: dict[str, Any],
+) -> None:
+    # Another thread's session holds the model; Ctrl-C (here SIGALRM) must not wait for it.
+    model = make_stateful()
+    before = snapshot(model)
+    held, release = threading.Event(), threading.Event()
+
+    def other_session() -> None:
+        with model_lock(model):
+            held.set()
+            release.wait(5.0)
+
+    thread = threading.Thread(target=other_session)
+    thread.start()
+    try:
+        held.wait(5.0)
+        alarm["exc"] = KeyboardInterrupt
+        start = time.perf_counter()
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        with pytest.raises(KeyboardInterrupt), WeightNoise(0.2).session(model):
+            pass  # pragma: no cover - never entered
+        waited = time.perf_counter() - start
+    finally:
+        release.set()
+        thread.join()
+    assert waited < 2.0  # the lock is polled: the signal is handled long before the release
+    assert_identical(before, model)
+    assert GUARD.depth == 0 and lock_is_free(model)
