@@ -31,6 +31,7 @@ from .expansion import PER_EXAMPLE_KWARGS, expand_kwargs, select_examples
 from .layer_noise import LayerNoise
 from .noising import draw_noise, evaluate_sigma, noisy_copies
 from .plan import SamplingPlan
+from .random_state import seeded_global_states
 from .reducers import Reducer
 
 __all__ = ["LoopResult", "SamplingLoop", "SamplingReport", "call_inner"]
@@ -162,7 +163,12 @@ class SamplingLoop:
         """Sample every weight draw (until every example stops) and reduce."""
         model = self.method.forward_func
         try:
-            with torch.no_grad(), self.plan.weight_noise.session(model) as perturber, self.layer:
+            with (
+                torch.no_grad(),
+                seeded_global_states(self.plan.generator),  # inner methods' own draws
+                self.plan.weight_noise.session(model) as perturber,
+                self.layer,
+            ):
                 for draw in range(self.plan.stop.max_weight_draws):
                     self._weight_draw(perturber, draw)
                     if self._all_stopped():

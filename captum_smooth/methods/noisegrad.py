@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 from torch import Tensor, nn
@@ -26,10 +25,10 @@ class _OnModel:
         self.noise = noise
         self.model = model
 
-    @contextlib.contextmanager
-    def session(self, model: Any) -> Iterator[WeightPerturber]:
-        with self.noise.session(self.model) as perturber:
-            yield perturber
+    def session(self, model: Any) -> contextlib.AbstractContextManager[WeightPerturber]:
+        # The session itself, not a generator around it: a signal arriving in a generator's
+        # exit path could skip the restore (see captum_smooth.noise._signals).
+        return self.noise.session(self.model)
 
 
 class _WeightNoisePreset(SmoothingPreset):
