@@ -21,7 +21,7 @@ import torch
 from captum._utils.common import _format_tensor_into_tuples, _is_tuple
 from torch import Tensor, nn
 
-from .._checks import GeneratorLike, check_positive_int, resolve_generator
+from .._checks import GeneratorLike, check_positive_int, check_target, resolve_generator
 from ..noise.kernels import Kernel, get_kernel
 from .chunking import resolve_chunk_size
 from .noising import SigmaSpec, StdevsType, evaluate_sigma, is_zero, split_stdevs
@@ -225,12 +225,18 @@ def _check_input(i: int, inputs: tuple[Any, ...], spec: Any, at_layer: bool) -> 
             "`inputs` must be batch first with the same batch size in every tensor, "
             f"got shapes {shapes}"
         )
-    if x.is_floating_point() and bool(torch.isnan(x).any()):
-        raise ValueError(f"`inputs[{i}]` contains NaN values")
+    if x.is_complex():
+        raise TypeError(
+            f"`inputs[{i}]` has complex dtype {x.dtype}: the noise and the gradients are "
+            "defined for real floating-point inputs"
+        )
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        n_nan, n_inf = int(torch.isnan(x).sum()), int(torch.isinf(x).sum())
+        raise ValueError(f"`inputs[{i}]` contains {n_nan} NaN and {n_inf} +-inf value(s)")
     if not x.is_floating_point() and not at_layer and not is_zero(spec):
         raise TypeError(
-            f"`inputs[{i}]` has integer dtype {x.dtype} (e.g. token ids) and cannot take "
-            "noise: pass `noise_layer=` the layer (such as the embedding) whose output "
+            f"`inputs[{i}]` has dtype {x.dtype}, not floating point (e.g. token ids), and "
+            "cannot take noise: pass `noise_layer=` the layer (such as the embedding) whose output "
             "should be noised instead"
         )
 
@@ -240,6 +246,9 @@ def _format_inputs(inputs: Any, options: LoopOptions) -> tuple[tuple[Tensor, ...
     inputs_t = _format_tensor_into_tuples(inputs)
     if len(inputs_t) == 0:
         raise ValueError("`inputs` is empty")
+    first = inputs_t[0]
+    if isinstance(first, Tensor) and first.dim() > 0 and first.shape[0] == 0:
+        raise ValueError(f"`inputs` has an empty batch (shape {tuple(first.shape)})")
     at_layer = options.noise_layer is not None
     specs = split_stdevs(options.stdevs, 1 if at_layer else len(inputs_t))
     for i in range(len(inputs_t)):
@@ -310,6 +319,7 @@ def make_plan(
     weight_noise = _weight_noise(options, n_weight_samples)
     kernel = get_kernel(options.kernel)
     inputs_t, specs = _format_inputs(inputs, options)
+    check_target(kwargs.get("target"), inputs_t[0].shape[0])
     at_layer = options.noise_layer is not None
     stop = StoppingRule.create(
         options.tolerance,
