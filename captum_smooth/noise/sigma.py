@@ -338,5 +338,6 @@ class PerExampleSigma(SigmaRule):
         return values.reshape((-1,) + (1,) * (inputs.dim() - 1))
 
     def __repr__(self) -> str:
-        shown = self.values.tolist()
-        return f"PerExampleSigma({shown[:8]}{'...' if len(shown) > 8 else ''})"
+        values = self.values.tolist()
+        shown = ", ".join(f"{v:.3g}" for v in values[:8])
+        return f"PerExampleSigma([{shown}{', ...' if len(values) > 8 else ''}])"
