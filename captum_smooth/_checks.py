@@ -13,6 +13,7 @@ import torch
 
 __all__ = [
     "GeneratorLike",
+    "check_bool",
     "check_positive_int",
     "check_real",
     "check_target",
@@ -53,6 +54,19 @@ def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"`{name}` must be >= {minimum}, got {value}")
     return int(value)
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """Return ``value`` if it is a bool, else raise TypeError naming ``name``.
+
+    Examples::
+
+        >>> check_bool(True, "return_error")
+        True
+    """
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be True or False, got {value!r}")
+    return value
 
 
 def check_real(value: Any, name: str) -> float:

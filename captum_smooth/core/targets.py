@@ -9,6 +9,7 @@ fit gets a ValueError naming it, any other failure is left as it was.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -38,6 +39,8 @@ def explain_target_failure(
 ) -> None:
     """Raise a ValueError naming ``target`` if it does not fit the model's output, else return.
 
+    A missing ``target`` does not fit an output with more than one value per example.
+
     Args:
         forward_func: The model (the inner method's ``forward_func``).
         inputs: The clean inputs, batch first.
@@ -55,10 +58,15 @@ def explain_target_failure(
         ...     print(err)  # `target` 7 does not fit the model's output of shape (2, 3): ...
     """
     target = kwargs.get("target")
-    if target is None:
-        return
     shape = _output_shape(forward_func, inputs, kwargs)
     if shape is None:
+        return
+    if target is None:
+        if math.prod(shape[1:]) > 1:
+            raise ValueError(
+                f"`target` is needed: the model's output has shape {shape}, more than one "
+                "value per example (give the output index, e.g. target=0)"
+            ) from error
         return
     why = target_mismatch(target, shape)
     if why is not None:

@@ -185,6 +185,24 @@ def test_target_out_of_range_is_named_at_the_first_call(target, preset) -> None:
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def test_missing_target_on_a_model_with_several_outputs() -> None:
+    with pytest.raises(ValueError, match=r"`target` is needed.*\(2, 2\)"):
+        _tunnel().attribute(torch.rand(2, 4))
+
+
+@pytest.mark.parametrize(
+    "name", ["include_clean", "return_error", "show_progress", "draw_baseline_from_distrib"]
+)
+def test_flags_must_be_bools(name: str) -> None:
+    with pytest.raises(TypeError, match=f"`{name}` must be True or False"):
+        _tunnel().attribute(torch.rand(2, 4), target=0, **{name: "no"})
+
+
+def test_sample_transform_must_be_callable() -> None:
+    with pytest.raises(TypeError, match="`sample_transform`"):
+        _tunnel().attribute(torch.rand(2, 4), target=0, sample_transform=3)
+
+
 def test_target_on_a_model_without_a_class_dimension() -> None:
     with pytest.raises(ValueError, match="`target`"):
         _tunnel(_Scalar()).attribute(torch.rand(3), target=0)
