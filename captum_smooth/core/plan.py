@@ -113,9 +113,10 @@ LOOP_OPTION_DOCS: dict[str, str] = {
     "nt_samples": "Noisy input samples per example (per weight draw).",
     "nt_samples_batch_size": "Noisy copies of each example per inner call: None (all at once, "
     'as Captum), a positive int, or ``"auto"`` (a fast chunk with bounded memory).',
-    "stdevs": "Input noise scale: a float (absolute, Captum's convention), a tensor per example "
-    "``(B,)`` or per element, a sigma rule (``RangeShareSigma``, ``AdaptiveSigma``), or a tuple "
-    "with one of these per input.",
+    "stdevs": "Input noise scale: a float (absolute, Captum's convention), a tensor with the "
+    "input's dimensions (``(B, 1, ...)`` per example, ``(1, ...)`` per element; a 1-D tensor on "
+    "a multi-dimensional input is refused as ambiguous), a sigma rule (``PerExampleSigma``, "
+    "``RangeShareSigma``, ``AdaptiveSigma``), or a tuple with one of these per input.",
     "draw_baseline_from_distrib": "Draw each copy's baseline from ``baselines`` (drawn through "
     "``generator``).",
     "kernel": "Name of the noise kernel (any registered with ``register_kernel``) or a Kernel "
