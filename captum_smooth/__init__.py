@@ -21,6 +21,7 @@ from .core import (
     SamplingReport,
     SmoothTunnel,
     StreamingMoments,
+    ToleranceNotReachedWarning,
     reducer_names,
     register_reducer,
 )
@@ -43,6 +44,8 @@ from .methods import (
 from .noise import (
     AdaptiveSigma,
     Kernel,
+    OutsideBoundsWarning,
+    PerExampleSigma,
     RangeShareSigma,
     SigmaRule,
     WeightNoise,
@@ -66,6 +69,8 @@ __all__ = [
     "MonteCarloError",
     "NoiseGrad",
     "NoiseGradPlusPlus",
+    "OutsideBoundsWarning",
+    "PerExampleSigma",
     "RangeShareSigma",
     "Reducer",
     "SamplingReport",
@@ -78,6 +83,7 @@ __all__ = [
     "StoreError",
     "StreamingMoments",
     "TaylorTransform",
+    "ToleranceNotReachedWarning",
     "WeightNoise",
     "__version__",
     "adaptive_smooth_taylor",
