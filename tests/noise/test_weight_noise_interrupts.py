@@ -268,7 +268,10 @@ def test_a_forward_that_raises_at_each_draw(name: str) -> None:
         model.calls, model.raise_at = 0, k
         with pytest.raises(RuntimeError, match="fails at this draw"):
             CALLS[name](model)
-        assert model.calls == k
+        # When the very first inner call fails, the loop runs the clean batch through the
+        # model once more to tell whether `target` was the cause (core/targets.py).
+        diagnosis = 1 if k == 1 and name != "session" else 0
+        assert model.calls == k + diagnosis
         assert_identical(before, model)
         assert lock_is_free(model)
 
