@@ -2,14 +2,18 @@
 
 Commands:
 
-* ``captum-smooth explain IMAGE... [--model M] [--methods A,B] [--target T] [--samples N]
-  [--seed S] [--kernel K] [--out DIR]``: runs each method on each image, writes a comparison
-  grid (``comparison.png``) and a table of metrics and wall times (``metrics.json``,
-  ``metrics.csv``), and prints the table.
+* ``captum-smooth explain IMAGE... [--model M] [--methods A,B] [--target T] [--samples N |
+  --tolerance T --max-samples N] [--sign] [--weight-noise S] [--seed S] [--kernel K]
+  [--out DIR]``: runs each method on each image, writes a comparison grid (``comparison.png``)
+  and a table of metrics and wall times (``metrics.json``, ``metrics.csv``), and prints the
+  table with a legend of its columns. Without ``--samples`` each smoothing method samples until
+  its map's relative Monte-Carlo error is at most 0.2 (at most 128 gradients); NoiseGrad's and
+  FusionGrad's weight noise is calibrated for the model (:mod:`captum_smooth.app.calibrate`).
 * ``captum-smooth demo [--out DIR]``: the same on the embedded EfficientNet-Lite0 and three
   photos bundled with scikit-image (nothing is downloaded).
 * ``captum-smooth methods``: the method names (:mod:`captum_smooth.app.methods`), and the
-  registered noise kernels and reducers.
+  registered noise kernels (named as ``--kernel`` takes them) and reducers.
+* ``captum-smooth --version``.
 * ``captum-smooth insights [--port P]``: Captum Insights with these methods (captum <= 0.8).
 * ``captum-smooth explain-dataset ...``: a whole data set into a resumable store
   (:mod:`captum_smooth.app.dataset_cli`).
@@ -36,14 +40,13 @@ from typing import NoReturn
 
 from .dataset_cli import add_explain_dataset_parser
 from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, PROG, CLIError, short
-from .explain import Settings, run
+from .explain import DEFAULT_MAX_SAMPLES, DEFAULT_TOLERANCE, Settings, run
 from .loading import SAMPLE_PREFIX, LoadedModel, load_model
+from .methods import kernel_cli_names
 
 __all__ = ["CLIError", "LoadedModel", "build_parser", "load_model", "main"]
 
 DEMO_IMAGES = ("chelsea", "coffee", "rocket")
-DEMO_SAMPLES = 16
-DEFAULT_SAMPLES = 16
 DEFAULT_AUC_STEPS = 10
 
 
@@ -118,14 +121,46 @@ def _add_run_options(parser: argparse.ArgumentParser, demo: bool) -> None:
         "--samples",
         "-n",
         type=int,
-        default=DEMO_SAMPLES if demo else DEFAULT_SAMPLES,
-        help="gradient evaluations per image and method (default: %(default)s)",
+        default=None,
+        help="a fixed number of gradient evaluations per image and method (default: each "
+        "smoothing method samples until its map's relative Monte-Carlo error is at most "
+        f"--tolerance, {DEFAULT_TOLERANCE:g}, under the cap --max-samples)",
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=None,
+        help="the relative Monte-Carlo error ||SE|| / ||map|| each smoothing method samples to "
+        f"(default: {DEFAULT_TOLERANCE:g}); maps that miss it at the cap are warned about and "
+        "marked *",
+    )
+    parser.add_argument(
+        "--max-samples",
+        type=int,
+        default=None,
+        help="the most gradient evaluations per image when sampling to --tolerance "
+        f"(default: {DEFAULT_MAX_SAMPLES})",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument(
         "--kernel",
         default=None,
-        help="input-noise kernel for the sampling methods (default: gaussian)",
+        help="input-noise kernel of the methods that draw input noise (default: gaussian); "
+        "named as in the method names: " + ", ".join(kernel_cli_names()),
+    )
+    parser.add_argument(
+        "--sign",
+        action="store_true",
+        help="signed maps (red negative, green positive): every method averages signed "
+        "gradients (default: magnitude, the mean of |gradient| per sample)",
+    )
+    parser.add_argument(
+        "--weight-noise",
+        type=float,
+        default=None,
+        metavar="S",
+        help="weight-noise scale of noisegrad and fusiongrad (default: calibrated for the "
+        "model, the largest s keeping 95%% of its predictions; cached)",
     )
     parser.add_argument(
         "--out",
@@ -133,13 +168,6 @@ def _add_run_options(parser: argparse.ArgumentParser, demo: bool) -> None:
         type=Path,
         default=Path("out/demo" if demo else "out/explain"),
         help="output folder (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--tolerance",
-        type=float,
-        default=None,
-        help="sample each smoothing method until the relative Monte-Carlo error of its map "
-        "is at most this (--samples is then the maximum); the table shows the samples used",
     )
     parser.add_argument(
         "--auc-steps",
@@ -198,6 +226,16 @@ def _add_insights_parser(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def version_text() -> str:
+    """What ``--version`` prints: this package's version and those it runs with."""
+    import captum
+    import torch
+
+    from .. import __version__
+
+    return f"{PROG} {__version__} (captum {captum.__version__}, torch {torch.__version__})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``captum-smooth`` argument parser.
 
@@ -210,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Gradient smoothing for Captum: explain images with SmoothGrad, AdaptGrad, "
         "NoiseGrad, FusionGrad, SmoothTaylor and more, side by side.",
     )
+    parser.add_argument("--version", action="version", version=version_text())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_explain_parser(sub)
     demo = sub.add_parser(
@@ -282,6 +321,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         progress=not args.no_progress,
         style=args.style,
         tolerance=args.tolerance,
+        max_samples=args.max_samples,
+        sign=args.sign,
+        weight_noise=args.weight_noise,
     )
 
 
