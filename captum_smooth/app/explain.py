@@ -23,7 +23,15 @@ from ..methods._preset import SmoothingPreset
 from .controls import control_maps
 from .errors import CLIError, short, warn
 from .loading import LoadedModel, load_images, load_model, output_classes, resolve_target
-from .methods import DEFAULT_METHODS, MethodSpec, get_method, resolve_kernel, resolve_methods
+from .methods import (
+    DEFAULT_METHODS,
+    RENAMED,
+    MethodSpec,
+    cli_method,
+    get_method,
+    resolve_kernel,
+    resolve_methods,
+)
 from .report import Row, format_report, legend, summarise, versions, write_outputs
 
 __all__ = ["DEFAULT_MAX_SAMPLES", "DEFAULT_TOLERANCE", "Budget", "Settings", "run"]
@@ -165,7 +173,7 @@ def _check_numbers(settings: Settings) -> None:
         raise CLIError(f"--auc-steps must be >= 0, got {settings.auc_steps}")
 
 
-def _check_effect(settings: Settings, specs: list[MethodSpec], plan: Budget) -> None:
+def _check_effect(settings: Settings, specs: list[MethodSpec]) -> None:
     """Options that would change none of the methods run are errors, not silently ignored."""
     names = ", ".join(s.name for s in specs)
     if settings.kernel is not None and not any(s.uses_kernel for s in specs):
@@ -205,10 +213,13 @@ def validate(settings: Settings) -> tuple[list[MethodSpec], Budget]:
     _check_out(settings.out)
     names = list(DEFAULT_METHODS) if settings.methods is None else settings.methods
     try:
+        for name in names:  # one naming scheme with explain-dataset: old names are refused
+            if name.strip().lower() in RENAMED:
+                cli_method(name)
         specs = resolve_methods(names)
     except ValueError as exc:
         raise CLIError(str(exc)) from exc
-    _check_effect(settings, specs, plan)
+    _check_effect(settings, specs)
     return specs, plan
 
 

@@ -61,6 +61,7 @@ __all__ = [
     "FUSION_INPUT_DRAWS",
     "RENAMED",
     "MethodSpec",
+    "cli_method",
     "get_method",
     "kernel_cli_names",
     "listing",
@@ -495,6 +496,28 @@ def get_method(name: str) -> MethodSpec:
                 fixed={"kernel": kernel},
             )
     raise ValueError(f"unknown method {name!r}; known methods: {', '.join(method_names())}")
+
+
+def cli_method(text: str) -> MethodSpec:
+    """A method named on the command line (``explain``, ``demo``, ``explain-dataset`` alike).
+
+    The table's names and aliases, except the names of earlier versions (:data:`RENAMED`),
+    which are refused with their new name so that every command speaks one naming scheme.
+
+    Raises:
+        ValueError: An old name (the message names the new one) or an unknown name.
+
+    Examples::
+
+        >>> cli_method("smoothgrad-student-t").fixed
+        {'kernel': 'student_t'}
+    """
+    key = text.strip().lower()
+    if key in RENAMED:
+        raise ValueError(
+            f"method {text!r} is now called {RENAMED[key]!r} (see `captum-smooth methods`)"
+        )
+    return get_method(key)
 
 
 def resolve_methods(names: Sequence[str]) -> list[MethodSpec]:
