@@ -492,7 +492,8 @@ def _caption(row: Row) -> str:
     if row.kind == "control":
         return ""
     error = row.metrics.get("mc_error")
-    text = f"{row.gradient_evaluations} grads"
+    n = row.gradient_evaluations
+    text = f"{n} grad{'' if n == 1 else 's'}"
     if error is not None:
         mark = "*" if row.metrics.get("tolerance_reached") == 0.0 else ""
         text += f", MC err {error:.2f}{mark}"
