@@ -171,6 +171,14 @@ def add_explain_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="input-noise kernel of the methods that draw input noise, named as `captum-smooth "
         "methods` lists them (e.g. student-t; default: gaussian)",
     )
+    p.add_argument(
+        "--weight-noise",
+        type=float,
+        default=None,
+        metavar="S",
+        help="weight-noise scale of noisegrad and fusiongrad (default: the table's 0.2, not "
+        "calibrated: `captum-smooth explain` calibrates it per model)",
+    )
     p.add_argument("--noise-level", type=float, default=0.15, help="smoothgrad* (default: 0.15)")
     p.add_argument("--confidence", type=float, default=0.95, help="adaptgrad (default: 0.95)")
     p.add_argument("--ig-steps", type=int, default=32, help="ig (default: 32)")
@@ -232,6 +240,18 @@ def _method(args: argparse.Namespace, model: nn.Module) -> tuple[Any, dict[str, 
     for key, value in (("noise_level", args.noise_level), ("confidence", args.confidence)):
         if key in kwargs:
             kwargs[key] = value
+    weight_noise = getattr(args, "weight_noise", None)
+    if "weight_stdev" in kwargs:
+        if weight_noise is None:
+            print(
+                f"explain-dataset: weight noise s = {kwargs['weight_stdev']} (the method table's "
+                "default, not calibrated for this model; --weight-noise S sets it)",
+                file=sys.stderr,
+            )
+        else:
+            kwargs["weight_stdev"] = weight_noise
+    elif weight_noise is not None:
+        raise ValueError(f"--weight-noise has no effect on --method {spec.name}")
     kernel = getattr(args, "kernel", None)
     if kernel is not None:
         if not spec.uses_kernel:

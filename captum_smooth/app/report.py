@@ -56,7 +56,8 @@ _LEGEND = (
     ("sparseness", "Gini index of the map (higher: fewer pixels carry the attribution)"),
     (
         "deletion AUC",
-        "target probability while the top-ranked pixels are removed (lower: more faithful)",
+        "target probability while the top-ranked pixels are removed (lower: more faithful; "
+        "scattered removal also drops it fast, so the random control can win: compare)",
     ),
     ("insertion AUC", "the same while they are added to a blurred image (higher: more faithful)"),
     (

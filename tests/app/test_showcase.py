@@ -264,6 +264,10 @@ def test_explain_dataset_runs_every_method_explain_offers(tmp_path: Path) -> Non
     args = ["explain-dataset", "--data", "digits", "--limit", "4", "--method", "smoothgrad"]
     assert cli.main([*args, "--kernel", "student-t", "--out", str(kernel), "--no-progress"]) == 0
     assert cli.main([*args, "--method", "gradient", "--kernel", "laplace", "--out", "x"]) == 1
+    assert cli.main([*args, "--method", "gradient", "--weight-noise", "0.1", "--out", "x"]) == 1
+    noisy = tmp_path / "noisy"
+    args[args.index("smoothgrad")] = "noisegrad"
+    assert cli.main([*args, "--weight-noise", "0.01", "--out", str(noisy), "--no-progress"]) == 0
 
 
 # ---------------------------------------------------------------------------- weight noise
@@ -373,3 +377,25 @@ def test_grid_captions_and_colour_bar(tmp_path: Path) -> None:
         assert png.size == (2 * 200, 2 * 200)  # the bar fits inside the same size
     with pytest.raises(ValueError, match="captions"):
         comparison_grid(images, maps, captions={"A": ["one"]})
+
+
+# ---------------------------------------------------------------------------- the real demo
+
+
+@pytest.mark.slow  # the demo itself (calibration included): ~2-3 minutes on 2 idle cores
+def test_the_demo_converges(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--no-progress", "--auc-steps", "0", "--out", str(out)]) == 0
+    report = _report(out)
+    smoothing = [r for r in report["results"] if r.get("mc_error") is not None]
+    assert {r["method"] for r in smoothing} == {
+        "smoothgrad",
+        "adaptgrad",
+        "noisegrad",
+        "fusiongrad",
+    }
+    for row in smoothing:  # the rule: no smoothing map with an error over 0.2
+        assert row["mc_error"] <= 0.2 and row["tolerance_reached"] == 1.0, row
+    assert report["warnings"] == []
+    assert 0 < report["weight_noise"]["stdev"] < 0.2
+    assert "own predictions" in report["weight_noise"]["proxy"]
