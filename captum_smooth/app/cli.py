@@ -10,7 +10,7 @@ Commands:
   its map's relative Monte-Carlo error is at most 0.2 (at most 128 gradients); NoiseGrad's and
   FusionGrad's weight noise is calibrated for the model (:mod:`captum_smooth.app.calibrate`).
 * ``captum-smooth demo [--out DIR]``: the same on the embedded EfficientNet-Lite0 and three
-  photos bundled with scikit-image (nothing is downloaded).
+  photos bundled with scikit-image (nothing is downloaded), with :data:`DEMO_METHODS`.
 * ``captum-smooth methods``: the method names (:mod:`captum_smooth.app.methods`), and the
   registered noise kernels (named as ``--kernel`` takes them) and reducers.
 * ``captum-smooth --version``.
