@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .dataset_cli import add_explain_dataset_parser
-from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, PROG, CLIError, short
+from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, PROG, CLIError, short, warn
 from .explain import DEFAULT_MAX_SAMPLES, DEFAULT_TOLERANCE, Settings, run
 from .loading import SAMPLE_PREFIX, LoadedModel, load_model
 from .methods import DEFAULT_METHODS, kernel_cli_names
@@ -80,6 +80,8 @@ def _run_insights(args: argparse.Namespace) -> int:
     sources = args.images or [SAMPLE_PREFIX + n for n in DEMO_IMAGES]
     images, _ = load_images(sources, args.size)
     loaded = load_model(args.model)
+    for note in loaded.warnings:
+        warn(note)
     port = insights.serve(
         loaded.module, images, classes=loaded.classes, port=args.port, bind_all=args.bind_all
     )
