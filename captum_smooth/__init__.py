@@ -7,7 +7,8 @@ The parts:
 * :mod:`captum_smooth.noise`: what is sampled (kernels, sigma rules, weight noise);
 * :mod:`captum_smooth.methods`: the named methods, presets of the loop;
 * :mod:`captum_smooth.metrics`: scores for smoothness and faithfulness;
-* :mod:`captum_smooth.dataset`: data-set-scale attribution into a resumable store.
+* :mod:`captum_smooth.dataset`: data-set-scale attribution into a resumable store;
+* :mod:`captum_smooth.llm`: Captum's LLM attribution, smoothed (no ``transformers`` needed).
 
 The application (the ``captum-smooth`` command line, its method table, models, images and
 Captum Insights) lives in :mod:`captum_smooth.app`, which the library never imports.
@@ -20,10 +21,12 @@ from .core import (
     SamplingReport,
     SmoothTunnel,
     StreamingMoments,
+    ToleranceNotReachedWarning,
     reducer_names,
     register_reducer,
 )
 from .dataset import AttributionStore, StoreError, explain_dataset
+from .llm import SmoothLLMAttribution, SmoothLLMGradientAttribution
 from .methods import (
     AdaptGrad,
     AdaptiveNoising,
@@ -41,6 +44,8 @@ from .methods import (
 from .noise import (
     AdaptiveSigma,
     Kernel,
+    OutsideBoundsWarning,
+    PerExampleSigma,
     RangeShareSigma,
     SigmaRule,
     WeightNoise,
@@ -64,16 +69,21 @@ __all__ = [
     "MonteCarloError",
     "NoiseGrad",
     "NoiseGradPlusPlus",
+    "OutsideBoundsWarning",
+    "PerExampleSigma",
     "RangeShareSigma",
     "Reducer",
     "SamplingReport",
     "SigmaRule",
     "SmoothGrad",
+    "SmoothLLMAttribution",
+    "SmoothLLMGradientAttribution",
     "SmoothTaylor",
     "SmoothTunnel",
     "StoreError",
     "StreamingMoments",
     "TaylorTransform",
+    "ToleranceNotReachedWarning",
     "WeightNoise",
     "__version__",
     "adaptive_smooth_taylor",

@@ -13,15 +13,20 @@ import torch
 
 __all__ = [
     "GeneratorLike",
+    "check_bool",
     "check_positive_int",
     "check_real",
+    "check_target",
     "resolve_generator",
     "seed_from",
+    "target_mismatch",
 ]
 
 GeneratorLike = Union[torch.Generator, int, None]
 
 _GENERATOR_TYPES = "a torch.Generator, an int seed or None"
+# torch.Generator.manual_seed takes a signed or an unsigned 64-bit integer.
+_SEED_RANGE = (-(2**63), 2**64 - 1)
 
 
 def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
@@ -51,6 +56,19 @@ def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_bool(value: Any, name: str) -> bool:
+    """Return ``value`` if it is a bool, else raise TypeError naming ``name``.
+
+    Examples::
+
+        >>> check_bool(True, "return_error")
+        True
+    """
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be True or False, got {value!r}")
+    return value
+
+
 def check_real(value: Any, name: str) -> float:
     """Return ``value`` as a float if it is a real number (bools refused), else raise TypeError."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -63,6 +81,11 @@ def _check_generator_type(generator: Any) -> None:
         return
     if isinstance(generator, bool) or not isinstance(generator, numbers.Integral):
         raise TypeError(f"`generator` must be {_GENERATOR_TYPES}, got {generator!r}")
+    if not _SEED_RANGE[0] <= int(generator) <= _SEED_RANGE[1]:
+        raise ValueError(
+            f"`generator` as an int seed must lie in [-2**63, 2**64 - 1] (a 64-bit seed), "
+            f"got {generator!r}"
+        )
 
 
 def resolve_generator(generator: GeneratorLike, device: torch.device) -> torch.Generator | None:
@@ -92,3 +115,104 @@ def seed_from(generator: GeneratorLike) -> int:
         return int(generator)
     gen_device = generator.device if generator is not None else torch.device("cpu")
     return int(torch.randint(0, 2**62, (1,), generator=generator, device=gen_device))
+
+
+_TARGET_FORMS = (
+    "an int, a tuple of ints, a list of one int (or tuple) per example, or an integer tensor "
+    "of one element or of shape (B,)"
+)
+
+
+def _is_index(value: Any) -> bool:
+    return isinstance(value, (int, slice)) and not isinstance(value, bool)
+
+
+def _check_target_tensor(target: torch.Tensor, batch: int) -> None:
+    if target.dtype == torch.bool or target.is_floating_point() or target.is_complex():
+        raise TypeError(f"`target` must be {_TARGET_FORMS}; got a tensor of dtype {target.dtype}")
+    if target.numel() != 1 and tuple(target.shape) != (batch,):
+        raise ValueError(
+            f"`target` as a tensor must have one element or shape (B,) = ({batch},) (one index "
+            f"per example), got shape {tuple(target.shape)}"
+        )
+
+
+def _check_target_list(target: list, batch: int) -> None:
+    if len(target) != batch:
+        raise ValueError(
+            f"`target` as a list must hold one entry per example ({batch}), got {len(target)}"
+        )
+    ints = all(_is_index(t) and not isinstance(t, slice) for t in target)
+    tuples = all(isinstance(t, tuple) and t and all(_is_index(i) for i in t) for t in target)
+    if not (ints or tuples):
+        raise TypeError(
+            f"`target` as a list must hold ints only or tuples of ints only, got {target!r}"
+        )
+
+
+def check_target(target: Any, batch: int) -> None:
+    """Check ``target``'s type, dtype and shape against the batch size (Captum's forms).
+
+    The range of the indices needs the model's output: :func:`target_mismatch` checks it.
+
+    Args:
+        target: Captum's ``target``: None, an int, a tuple of ints, a list of ``B`` ints or
+            tuples, or an integer tensor of one element or shape ``(B,)``.
+        batch: The number of examples ``B``.
+
+    Raises:
+        TypeError: Not one of Captum's forms, or a tensor that is not of an integer dtype.
+        ValueError: A list or tensor whose length is not ``B``.
+
+    Examples::
+
+        >>> check_target([0, 2], batch=2)
+    """
+    if target is None or (isinstance(target, int) and not isinstance(target, bool)):
+        return
+    if isinstance(target, torch.Tensor):
+        _check_target_tensor(target, batch)
+    elif isinstance(target, list):
+        _check_target_list(target, batch)
+    elif not (isinstance(target, tuple) and target and all(_is_index(t) for t in target)):
+        raise TypeError(f"`target` must be {_TARGET_FORMS}, got {target!r}")
+
+
+def _index_error(index: Any, dims: tuple[int, ...]) -> str | None:
+    """Why ``index`` (a tuple of ints) cannot index the non-batch ``dims``, or None."""
+    if len(index) > len(dims):
+        return f"{len(index)} index(es) for {len(dims)} output dimension(s) after the batch"
+    for i, size in zip(index, dims):
+        if isinstance(i, int) and not -size <= i < size:
+            return f"index {i} is out of range for an output dimension of size {size}"
+    return None
+
+
+def target_mismatch(target: Any, output_shape: tuple[int, ...]) -> str | None:
+    """Why ``target`` cannot select from an output of ``output_shape``, or None if it can.
+
+    Args:
+        target: A ``target`` that passed :func:`check_target`.
+        output_shape: The shape of the model's output, batch first.
+
+    Returns:
+        A sentence naming the problem, or None.
+
+    Examples::
+
+        >>> target_mismatch(7, (2, 3))
+        'index 7 is out of range for an output dimension of size 3'
+    """
+    dims = tuple(output_shape[1:])
+    if isinstance(target, torch.Tensor) and target.numel() == 1:
+        target = int(target.item())
+    if isinstance(target, (int, tuple)):
+        return _index_error(target if isinstance(target, tuple) else (target,), dims)
+    if isinstance(target, list) and target and isinstance(target[0], tuple):
+        errors = (_index_error(t, dims) for t in target)
+        return next((e for e in errors if e is not None), None)
+    values = target.tolist() if isinstance(target, torch.Tensor) else list(target)
+    if len(dims) != 1:
+        return f"one index per example needs a 2-D output (B, C), got {tuple(output_shape)}"
+    bad = [v for v in values if not -dims[0] <= v < dims[0]]
+    return f"index(es) {bad[:5]} out of range for {dims[0]} outputs" if bad else None

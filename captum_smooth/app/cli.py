@@ -43,6 +43,7 @@ from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, PROG, CLIError, short, warn
 from .explain import DEFAULT_MAX_SAMPLES, DEFAULT_TOLERANCE, Settings, run
 from .loading import SAMPLE_PREFIX, LoadedModel, load_model
 from .methods import DEFAULT_METHODS, kernel_cli_names
+from .text import add_explain_text_parser
 
 __all__ = ["CLIError", "LoadedModel", "build_parser", "load_model", "main"]
 
@@ -268,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(demo, demo=True)
     sub.add_parser("methods", help="list the method names")
     add_explain_dataset_parser(sub)  # data-set-scale attribution into a resumable store
+    add_explain_text_parser(sub)  # token attributions of a sentence model (app/text.py)
     _add_insights_parser(sub)
     return parser
 
@@ -350,6 +352,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run_methods()
     if args.command == "insights":
         return _run_insights(args)
-    if args.command == "explain-dataset":
+    if args.command in ("explain-dataset", "explain-text"):
         return int(args.func(args))
     return run(_settings(args))

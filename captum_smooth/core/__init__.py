@@ -24,6 +24,7 @@ from .reducers import (
     reducer_names,
     register_reducer,
 )
+from .stopping import ToleranceNotReachedWarning
 from .tunnel import SmoothTunnel
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "SamplingReport",
     "SmoothTunnel",
     "StreamingMoments",
+    "ToleranceNotReachedWarning",
     "WeightNoiseLike",
     "auto_chunk_size",
     "get_reducer",

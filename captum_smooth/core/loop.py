@@ -31,7 +31,9 @@ from .expansion import PER_EXAMPLE_KWARGS, expand_kwargs, select_examples
 from .layer_noise import LayerNoise
 from .noising import draw_noise, evaluate_sigma, noisy_copies
 from .plan import SamplingPlan
+from .random_state import seeded_global_states
 from .reducers import Reducer
+from .targets import TARGET_FAILURES, explain_target_failure
 
 __all__ = ["LoopResult", "SamplingLoop", "SamplingReport", "call_inner"]
 
@@ -53,6 +55,10 @@ class SamplingReport:
         n_weight_samples: Weight draws (1 without weight noise).
         error: The Monte-Carlo error (always for the mean with i.i.d. samples; otherwise
             when ``return_error`` or ``tolerance`` was given).
+        tolerance_not_reached: With ``tolerance``, the indices of the examples whose relative
+            error is still above it after ``max_samples`` (a
+            :class:`~captum_smooth.core.stopping.ToleranceNotReachedWarning` says so); None
+            without ``tolerance``.
     """
 
     n_samples: Tensor
@@ -62,13 +68,19 @@ class SamplingReport:
     n_weight_samples: int
     error: MonteCarloError | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    tolerance_not_reached: Tensor | None = None
 
     def __repr__(self) -> str:
+        unreached = (
+            ""
+            if self.tolerance_not_reached is None
+            else f", tolerance_not_reached={_short(self.tolerance_not_reached)}"
+        )
         return (
             f"SamplingReport(n_samples={_short(self.n_samples)}, "
             f"n_dropped_nan={_short(self.n_dropped_nan)}, chunk_size={self.chunk_size}, "
             f"n_inner_calls={self.n_inner_calls}, n_weight_samples={self.n_weight_samples}, "
-            f"error={self.error!r})"
+            f"error={self.error!r}{unreached})"
         )
 
 
@@ -109,6 +121,12 @@ class _NoLayerNoise(contextlib.nullcontext):
     def disarm(self) -> None:
         return None
 
+    def method_for(self, method: Any, inputs: tuple[Tensor, ...]) -> Any:
+        return method
+
+    def check(self) -> None:
+        return None
+
 
 class SamplingLoop:
     """One call of the loop over a plan (see the module docstring).
@@ -133,7 +151,12 @@ class SamplingLoop:
         self.is_attr_tuple = plan.is_tuple
         self._expanded: dict[int, dict[str, Any]] = {}
         self.layer: Any = (
-            LayerNoise(plan.noise_layer, self._draw_at_layer)
+            LayerNoise(
+                plan.noise_layer,
+                self._draw_at_layer,
+                self.method,
+                to_layer_input=bool(plan.kwargs.get("attribute_to_layer_input", False)),
+            )
             if plan.noise_layer is not None
             else _NoLayerNoise()
         )
@@ -151,7 +174,12 @@ class SamplingLoop:
         """Sample every weight draw (until every example stops) and reduce."""
         model = self.method.forward_func
         try:
-            with torch.no_grad(), self.plan.weight_noise.session(model) as perturber, self.layer:
+            with (
+                torch.no_grad(),
+                seeded_global_states(self.plan.generator),  # inner methods' own draws
+                self.plan.weight_noise.session(model) as perturber,
+                self.layer,
+            ):
                 for draw in range(self.plan.stop.max_weight_draws):
                     self._weight_draw(perturber, draw)
                     if self._all_stopped():
@@ -197,9 +225,8 @@ class SamplingLoop:
             requires_grad=self.requires_grad,
         )
         expanded = self._expand(inputs, kwargs, k)
-        attrs, self.is_attr_tuple, delta = call_inner(
-            self.method, noisy, expanded, plan.is_tuple, plan.want_delta
-        )
+        attrs, self.is_attr_tuple, delta = self._call_inner(noisy, expanded)
+        self.layer.check()
         self.n_calls += 1
         if plan.transform is not None:
             attrs = tuple(plan.transform(inputs, noisy, attrs, k))
@@ -212,6 +239,21 @@ class SamplingLoop:
         self.progress.update(1)
 
     # ----------------------------------------------------------------------------- the parts
+
+    def _call_inner(self, noisy: tuple[Tensor, ...], expanded: dict[str, Any]) -> tuple:
+        plan = self.plan
+        try:
+            return call_inner(
+                self.layer.method_for(self.method, noisy),
+                noisy,
+                expanded,
+                plan.is_tuple,
+                plan.want_delta,
+            )
+        except TARGET_FAILURES as err:
+            if self.n_calls == 0:  # a bad `target` fails the first call: say so
+                explain_target_failure(self.method.forward_func, plan.inputs, plan.kwargs, err)
+            raise
 
     def _draw_at_layer(self, clean: Tensor, k: int) -> Tensor:
         sigma = evaluate_sigma(self.plan.layer_sigma, clean)  # type: ignore[arg-type]
@@ -288,6 +330,9 @@ class SamplingLoop:
             n_inner_calls=self.n_calls,
             n_weight_samples=self.plan.n_weight_samples,
             error=error,
+            tolerance_not_reached=(
+                self.plan.stop.not_reached(error.relative_error) if error is not None else None
+            ),
         )
         n_dropped = int(dropped.sum())
         if n_dropped:

@@ -1,8 +1,15 @@
 """Making the noisy copies of one chunk: sigma from its spec, ``sigma * t`` from the kernel.
 
-``stdevs`` is a float (absolute, Captum's convention), a tensor per example ``(B,)`` or per
-element, a sigma rule evaluated on the clean inputs, or a tuple with one of these per input.
-The copies are example-major (the ``k`` copies of one example adjacent), as Captum's.
+``stdevs`` is a float (absolute, Captum's convention), a tensor, a sigma rule evaluated on the
+clean inputs, or a tuple with one of these per input. A tensor has one element, or as many
+dimensions as the input, each of size 1 or the input's: ``(B, 1, ..., 1)`` is one sigma per
+example, ``(1, C, H, W)`` one per element of every example. A 1-D tensor of several values on
+a multi-dimensional input is refused (it read per example or per feature depending on the batch
+size): reshape it, or give one sigma per example as ``PerExampleSigma(values)``.
+
+The copies are example-major (the ``k`` copies of one example adjacent), as Captum's. With a
+float sigma the noise of a float64 input is drawn in float32 and then widened, as Captum's
+NoiseTunnel draws it, so the numbers are Captum's under the same seed.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ def _check_sigma_value(sigma: Any, name: str) -> float | Tensor:
             raise ValueError(f"`{name}` must be finite and >= 0, got {sigma!r}")
         return float(sigma)
     if isinstance(sigma, Tensor):
+        if sigma.is_complex():
+            raise TypeError(f"`{name}` must be real, got a tensor of dtype {sigma.dtype}")
         if not sigma.is_floating_point():
             sigma = sigma.float()
         if not bool(torch.isfinite(sigma).all()) or bool((sigma < 0).any()):
@@ -41,20 +50,26 @@ def _check_sigma_value(sigma: Any, name: str) -> float | Tensor:
     )
 
 
+def _ambiguous_message(sigma: Tensor, clean: Tensor, name: str) -> str:
+    dims = ", ".join(["B"] + ["1"] * (clean.dim() - 1))
+    return (
+        f"`{name}` of shape {tuple(sigma.shape)} for an input of shape {tuple(clean.shape)} is "
+        f"ambiguous: give it the input's {clean.dim()} dimensions (each of size 1 or the "
+        f"input's). One sigma per example: shape ({dims}), e.g. `{name}=values.reshape(-1"
+        f"{', 1' * (clean.dim() - 1)})` or `{name}=PerExampleSigma(values)`; one sigma per "
+        f"element of every example: shape (1, {', '.join(map(str, clean.shape[1:]))})"
+    )
+
+
 def _broadcast_sigma(sigma: Tensor, clean: Tensor, name: str) -> Tensor:
-    """A per-element sigma reshaped to broadcast to ``clean`` without enlarging it."""
-    sigma = sigma.reshape((1,) * max(0, clean.dim() - sigma.dim()) + tuple(sigma.shape))
-    try:
-        shape = torch.broadcast_shapes(sigma.shape, clean.shape)
-    except RuntimeError as err:
+    """A sigma tensor with ``clean``'s dimensions, checked to broadcast without enlarging it."""
+    if sigma.dim() != clean.dim():
+        raise ValueError(_ambiguous_message(sigma, clean, name))
+    fits = all(s in (1, c) for s, c in zip(sigma.shape, clean.shape))
+    if not fits:
         raise ValueError(
             f"`{name}` of shape {tuple(sigma.shape)} does not broadcast to the input of shape "
-            f"{tuple(clean.shape)}; give one value per example (B,) or per element"
-        ) from err
-    if shape != clean.shape:
-        raise ValueError(
-            f"`{name}` of shape {tuple(sigma.shape)} would enlarge the input of shape "
-            f"{tuple(clean.shape)}"
+            f"{tuple(clean.shape)}: each dimension must be 1 or the input's"
         )
     return sigma
 
@@ -63,12 +78,21 @@ def evaluate_sigma(spec: SigmaSpec, clean: Tensor, name: str = "stdevs") -> floa
     """Evaluate one sigma spec on a clean ``(B, ...)`` tensor: a float or a broadcastable tensor.
 
     Args:
-        spec: A float, a tensor (per example ``(B,)`` or per element) or a sigma rule.
+        spec: A float, a tensor (one element, or the input's dimensions with sizes 1 or the
+            input's) or a sigma rule.
         clean: The clean input (or layer output), batch first.
         name: The argument's name, for messages.
 
     Returns:
         A float, or a tensor on ``clean``'s device and dtype that broadcasts to it.
+
+    Raises:
+        ValueError: A tensor that is negative, not finite, or of an ambiguous shape.
+
+    Examples::
+
+        >>> evaluate_sigma(torch.tensor([[0.1], [0.2]]), torch.zeros(2, 3)).shape
+        torch.Size([2, 1])
     """
     if isinstance(spec, SigmaRule) or (callable(spec) and not isinstance(spec, Tensor)):
         sigma = _check_sigma_value(spec(clean.detach()), name)
@@ -77,11 +101,8 @@ def evaluate_sigma(spec: SigmaSpec, clean: Tensor, name: str = "stdevs") -> floa
     if isinstance(sigma, float):
         return sigma
     sigma = sigma.to(device=clean.device, dtype=clean.dtype)
-    if sigma.dim() == 0:
-        return sigma
-    if sigma.dim() == 1 and sigma.shape[0] == clean.shape[0] and clean.dim() > 1:
-        # One sigma per example.
-        return sigma.reshape((-1,) + (1,) * (clean.dim() - 1))
+    if sigma.numel() == 1 and sigma.dim() <= max(clean.dim(), 1):
+        return sigma.reshape(())
     return _broadcast_sigma(sigma, clean, name)
 
 
@@ -118,11 +139,15 @@ def draw_noise(
     device = clean.device
     if generator is not None and generator.device != device:
         device = generator.device
-    noise = kernel.sample((b * k, *rest), generator=generator, device=device, dtype=clean.dtype)
-    noise = noise.to(clean.device)
+    # Captum draws a float sigma's noise in the default dtype (float32) whatever the input's:
+    # a float64 input then gets Captum's numbers. Other sigmas draw in the input's dtype.
+    captum_draw = isinstance(sigma, float) and clean.dtype == torch.float64
+    dtype = torch.get_default_dtype() if captum_draw else clean.dtype
+    noise = kernel.sample((b * k, *rest), generator=generator, device=device, dtype=dtype)
     if isinstance(sigma, float) or sigma.dim() == 0:
         # The same operation order as Captum (normal(0, std) == randn * std), bit for bit.
-        return noise.mul_(sigma)
+        return noise.mul_(sigma).to(device=clean.device, dtype=clean.dtype)
+    noise = noise.to(clean.device)
     return noise.view((b, k, *rest)).mul_(sigma.unsqueeze(1)).view((b * k, *rest))
 
 

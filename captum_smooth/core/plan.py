@@ -19,9 +19,16 @@ from typing import Any, Protocol
 
 import torch
 from captum._utils.common import _format_tensor_into_tuples, _is_tuple
+from captum.attr._utils.attribution import GradientAttribution, LayerAttribution
 from torch import Tensor, nn
 
-from .._checks import GeneratorLike, check_positive_int, resolve_generator
+from .._checks import (
+    GeneratorLike,
+    check_bool,
+    check_positive_int,
+    check_target,
+    resolve_generator,
+)
 from ..noise.kernels import Kernel, get_kernel
 from .chunking import resolve_chunk_size
 from .noising import SigmaSpec, StdevsType, evaluate_sigma, is_zero, split_stdevs
@@ -106,9 +113,10 @@ LOOP_OPTION_DOCS: dict[str, str] = {
     "nt_samples": "Noisy input samples per example (per weight draw).",
     "nt_samples_batch_size": "Noisy copies of each example per inner call: None (all at once, "
     'as Captum), a positive int, or ``"auto"`` (a fast chunk with bounded memory).',
-    "stdevs": "Input noise scale: a float (absolute, Captum's convention), a tensor per example "
-    "``(B,)`` or per element, a sigma rule (``RangeShareSigma``, ``AdaptiveSigma``), or a tuple "
-    "with one of these per input.",
+    "stdevs": "Input noise scale: a float (absolute, Captum's convention), a tensor with the "
+    "input's dimensions (``(B, 1, ...)`` per example, ``(1, ...)`` per element; a 1-D tensor on "
+    "a multi-dimensional input is refused as ambiguous), a sigma rule (``PerExampleSigma``, "
+    "``RangeShareSigma``, ``AdaptiveSigma``), or a tuple with one of these per input.",
     "draw_baseline_from_distrib": "Draw each copy's baseline from ``baselines`` (drawn through "
     "``generator``).",
     "kernel": "Name of the noise kernel (any registered with ``register_kernel``) or a Kernel "
@@ -215,7 +223,7 @@ class SamplingPlan:
         return not isinstance(self.weight_noise, NoWeightNoise) and self.stop.max_weight_draws > 1
 
 
-def _check_input(i: int, inputs: tuple[Any, ...], spec: Any, at_layer: bool) -> None:
+def _check_input(i: int, inputs: tuple[Any, ...]) -> None:
     x = inputs[i]
     if not isinstance(x, Tensor):
         raise TypeError(f"`inputs[{i}]` must be a tensor, got {type(x).__name__}")
@@ -225,25 +233,53 @@ def _check_input(i: int, inputs: tuple[Any, ...], spec: Any, at_layer: bool) -> 
             "`inputs` must be batch first with the same batch size in every tensor, "
             f"got shapes {shapes}"
         )
-    if x.is_floating_point() and bool(torch.isnan(x).any()):
-        raise ValueError(f"`inputs[{i}]` contains NaN values")
-    if not x.is_floating_point() and not at_layer and not is_zero(spec):
+    if x.is_complex():
         raise TypeError(
-            f"`inputs[{i}]` has integer dtype {x.dtype} (e.g. token ids) and cannot take "
-            "noise: pass `noise_layer=` the layer (such as the embedding) whose output "
+            f"`inputs[{i}]` has complex dtype {x.dtype}: the noise and the gradients are "
+            "defined for real floating-point inputs"
+        )
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        n_nan, n_inf = int(torch.isnan(x).sum()), int(torch.isinf(x).sum())
+        raise ValueError(f"`inputs[{i}]` contains {n_nan} NaN and {n_inf} +-inf value(s)")
+
+
+def _check_integer_input(i: int, x: Tensor, spec: Any, at_layer: bool, needs_grad: bool) -> None:
+    if x.is_floating_point() or at_layer:
+        return
+    if not is_zero(spec):
+        raise TypeError(
+            f"`inputs[{i}]` has dtype {x.dtype}, not floating point (e.g. token ids), and "
+            "cannot take noise: pass `noise_layer=` the layer (such as the embedding) whose output "
             "should be noised instead"
+        )
+    if needs_grad:
+        raise TypeError(
+            f"`inputs[{i}]` has dtype {x.dtype}, not floating point: the inner method takes "
+            "gradients with respect to the inputs; for token ids use a layer method (e.g. "
+            "LayerIntegratedGradients on the embedding), with `noise_layer=` for noise"
         )
 
 
-def _format_inputs(inputs: Any, options: LoopOptions) -> tuple[tuple[Tensor, ...], tuple]:
+def _format_inputs(
+    inputs: Any, options: LoopOptions, needs_grad: bool
+) -> tuple[tuple[Tensor, ...], tuple]:
     """The inputs as a checked tuple, and one sigma spec per input (one at a layer)."""
+    if not isinstance(inputs, (Tensor, tuple)):
+        raise TypeError(
+            f"`inputs` must be a tensor or a tuple of tensors, got {type(inputs).__name__}"
+        )
     inputs_t = _format_tensor_into_tuples(inputs)
     if len(inputs_t) == 0:
         raise ValueError("`inputs` is empty")
+    first = inputs_t[0]
+    if isinstance(first, Tensor) and first.dim() > 0 and first.shape[0] == 0:
+        raise ValueError(f"`inputs` has an empty batch (shape {tuple(first.shape)})")
+    for i in range(len(inputs_t)):
+        _check_input(i, inputs_t)
     at_layer = options.noise_layer is not None
     specs = split_stdevs(options.stdevs, 1 if at_layer else len(inputs_t))
     for i in range(len(inputs_t)):
-        _check_input(i, inputs_t, specs[min(i, len(specs) - 1)], at_layer)
+        _check_integer_input(i, inputs_t[i], specs[min(i, len(specs) - 1)], at_layer, needs_grad)
     return inputs_t, specs
 
 
@@ -276,6 +312,15 @@ def _weight_noise(options: LoopOptions, n_weight_samples: int) -> Any:
     return options.weight_noise
 
 
+def _check_transform(transform: Any) -> SampleTransform | None:
+    if transform is not None and not callable(transform):
+        raise TypeError(
+            "`sample_transform` must be None or a callable "
+            f"transform(clean, noisy, attributions, k), got {transform!r}"
+        )
+    return transform
+
+
 def _input_sigmas(
     specs: tuple, inputs: tuple[Tensor, ...], at_layer: bool
 ) -> tuple[float | Tensor, ...] | None:
@@ -304,12 +349,24 @@ def make_plan(
     Raises:
         TypeError, ValueError: Any option or input that is wrong, naming the argument.
     """
+    flags = ("include_clean", "draw_baseline_from_distrib", "return_error", "show_progress")
+    for name in flags:
+        check_bool(getattr(options, name), name)
+    if options.noise_layer is not None and not isinstance(options.noise_layer, nn.Module):
+        raise TypeError(
+            f"`noise_layer` must be an nn.Module, got {type(options.noise_layer).__name__}"
+        )
     nt_samples = check_positive_int(options.nt_samples, "nt_samples")
     n_weight_samples = check_positive_int(options.n_weight_samples, "n_weight_samples")
     reducer = _resolve_reducer(options)
     weight_noise = _weight_noise(options, n_weight_samples)
     kernel = get_kernel(options.kernel)
-    inputs_t, specs = _format_inputs(inputs, options)
+    # Gradients with respect to the inputs (not a layer's) need floating-point inputs.
+    needs_grad = isinstance(attribution_method, GradientAttribution) and not isinstance(
+        attribution_method, LayerAttribution
+    )
+    inputs_t, specs = _format_inputs(inputs, options, needs_grad)
+    check_target(kwargs.get("target"), inputs_t[0].shape[0])
     at_layer = options.noise_layer is not None
     stop = StoppingRule.create(
         options.tolerance,
@@ -332,7 +389,7 @@ def make_plan(
         stop=stop,
         weight_noise=weight_noise,
         n_weight_samples=n_weight_samples,
-        transform=options.sample_transform,
+        transform=_check_transform(options.sample_transform),
         reducer=reducer,
         generator=resolve_generator(options.generator, inputs_t[0].device),
         include_clean=bool(options.include_clean),

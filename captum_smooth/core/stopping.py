@@ -8,6 +8,7 @@ count is of input samples, or of weight draws under weight noise.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -15,7 +16,11 @@ from torch import Tensor
 
 from .._checks import check_positive_int
 
-__all__ = ["StoppingRule"]
+__all__ = ["StoppingRule", "ToleranceNotReachedWarning"]
+
+
+class ToleranceNotReachedWarning(UserWarning):
+    """Some examples used ``max_samples`` without reaching ``tolerance`` (see ``last_report``)."""
 
 
 def _check_tolerance(tolerance: object) -> float:
@@ -85,3 +90,31 @@ class StoppingRule:
         rows = torch.arange(batch, device=rel_error.device) if active is None else active
         keep = rows[rel_error[rows] > float(self.tolerance or 0.0)]
         return None if keep.numel() == batch else keep
+
+    def not_reached(self, rel_error: Tensor) -> Tensor | None:
+        """The examples whose final relative error is above the tolerance; warn once if any.
+
+        Args:
+            rel_error: The final relative error per example, ``(B,)``.
+
+        Returns:
+            Their indices (a long tensor, possibly empty), or None without a tolerance.
+        """
+        if self.tolerance is None:
+            return None
+        rows = torch.nonzero(rel_error.cpu() > self.tolerance).flatten()
+        if rows.numel():
+            shown = rows.tolist()[:8]
+            warnings.warn(
+                f"{rows.numel()} of {rel_error.numel()} example(s) did not reach `tolerance`="
+                f"{self.tolerance:g} within `max_samples`={self._max_count()} (examples "
+                f"{shown}{'...' if rows.numel() > 8 else ''}, largest relative error "
+                f"{float(rel_error.max()):.3g}); see `last_report.tolerance_not_reached` and "
+                "raise `max_samples`",
+                ToleranceNotReachedWarning,
+                stacklevel=2,
+            )
+        return rows
+
+    def _max_count(self) -> int:
+        return self.max_weight_draws if self.per_weight_draw else self.max_input_samples

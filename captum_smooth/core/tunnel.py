@@ -59,8 +59,10 @@ class SmoothTunnel(NoiseTunnel):
     * ``kernel``: any registered kernel (gaussian, laplace, uniform, triangular, epanechnikov,
       cosine, student_t, bump, or one added with ``register_kernel``), or a Kernel object;
       scaled so that its standard deviation equals sigma;
-    * ``stdevs`` as a float, a tuple per input, a tensor per example ``(B,)`` or per element, or
-      a sigma rule (:class:`~captum_smooth.noise.sigma.RangeShareSigma`,
+    * ``stdevs`` as a float, a tuple per input, a tensor with the input's dimensions
+      (``(B, 1, ...)`` per example, ``(1, ...)`` per element), or a sigma rule
+      (:class:`~captum_smooth.noise.sigma.PerExampleSigma`,
+      :class:`~captum_smooth.noise.sigma.RangeShareSigma`,
       :class:`~captum_smooth.noise.sigma.AdaptiveSigma`);
     * ``reducer``: Captum's three (``nt_type``), any registered with ``register_reducer``, or a
       factory; streamed, so memory is bounded by one chunk; ``nt_samples_batch_size="auto"``;

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from .._checks import check_positive_int
 from . import _distributed as _dist
 from ._data import DataSource, as_source
+from ._fingerprint import DataFingerprint, changed_shards
 from .store import (
     _CONFIG_NAME,
     _INDEX_NAME,
@@ -175,11 +176,15 @@ def _target_name(target: TargetLike) -> Any:
 
 
 def _check_dtype(dtype: Any) -> str:
-    if isinstance(dtype, str) and getattr(torch, dtype, None) in _DTYPES:
-        return dtype
-    if dtype in _DTYPES:
+    """The canonical name (``"float16"`` or ``"float32"``) of a storage dtype or its alias."""
+    if isinstance(dtype, str):
+        # "half" and "float" are torch's aliases: stored under the canonical name.
+        dtype = getattr(torch, dtype, dtype)
+    if isinstance(dtype, torch.dtype) and dtype in _DTYPES:
         return _DTYPES[dtype]
-    raise ValueError(f"dtype must be torch.float16 or torch.float32, got {dtype!r}")
+    raise ValueError(
+        f"dtype must be torch.float16 or torch.float32 (or their names), got {dtype!r}"
+    )
 
 
 def _check_method_and_out(method: Any, out: Any) -> None:
@@ -394,6 +399,13 @@ def _shard_range(k: int, shard_size: int, n: int) -> tuple[int, int]:
     return k * shard_size, min((k + 1) * shard_size, n)
 
 
+def _shard_batches(k: int, sizes: tuple[int, int, int]) -> list[list[int]]:
+    """The batches (lists of example indices) of shard ``k``; ``sizes`` = (n, shard, batch)."""
+    n, shard_size, batch_size = sizes
+    start, stop = _shard_range(k, shard_size, n)
+    return [list(range(lo, min(lo + batch_size, stop))) for lo in range(start, stop, batch_size)]
+
+
 def _read_manifest(root: Path, k: int, settings_sha: str, n: int, shard_size: int) -> dict:
     path = root / manifest_name(k)
     if not path.is_file():
@@ -424,9 +436,9 @@ def _finished_shard(root: Path, k: int, settings_sha: str, n: int, shard_size: i
                 manifest["targets_sha256"],
             )
     except (StoreError, KeyError, TypeError) as exc:
-        # stacklevel 5 (one more than before _agree_on_plan): the same frame as before, in
-        # explain_dataset on Python 3.11, where the comprehension in _prepare has its own frame
-        warnings.warn(f"recomputing shard {k}: {exc}", RuntimeWarning, stacklevel=5)
+        # stacklevel 7: explain_dataset's frame, through _agree_on_plan, the lambda,
+        # _plan_shards, _prepare and (Python 3.11) the comprehension in _prepare
+        warnings.warn(f"recomputing shard {k}: {exc}", RuntimeWarning, stacklevel=7)
         return False
     return True
 
@@ -476,6 +488,7 @@ def _write_shard(
     attrs: np.ndarray,
     targets: np.ndarray | None,
     settings_sha: str,
+    data_sha: str,
 ) -> None:
     """Write the shard's files, then its manifest (the commit point)."""
     data = npy_bytes(attrs)
@@ -492,6 +505,7 @@ def _write_shard(
         "file": shard_name(k),
         "bytes": len(data),
         "sha256": sha256_bytes(data),
+        "data_sha256": data_sha,
         "targets_file": None,
     }
     if targets is not None:
@@ -557,6 +571,7 @@ def explain_dataset(
     shard_size: int = 256,
     seed: int | None = 0,
     show_progress: bool = True,
+    overwrite: bool = False,
     num_workers: int | None = None,
     device: torch.device | str | None = None,
     metadata: dict[str, Any] | None = None,
@@ -604,6 +619,11 @@ def explain_dataset(
         seed: Seed of the per-batch seeds, a non-negative int, or None for no seeding (not
             reproducible). Default: 0.
         show_progress: Show a tqdm progress bar (rank 0 only). Default: True.
+        overwrite: Recompute the finished shards of an earlier run whose data (inputs or
+            labels) differ from ``data``. Every shard keeps a SHA-256 fingerprint of its data,
+            and a run that finds finished shards reads their data again to compare (no
+            attribution). Without ``overwrite``, other data than the store's are a
+            :class:`StoreError`. Default: False.
         num_workers: DataLoader workers for a Dataset. Default: the DataLoader's, else 0.
         device: Where inputs go. Default: the device of the model's first parameter, else CPU.
         metadata: JSON-able data of yours stored with the settings (e.g. the data set's name);
@@ -620,7 +640,8 @@ def explain_dataset(
         ValueError: If an argument is out of range, ``target="label"`` without labels, or the
             attributions do not match the batch.
         StoreError: If ``out`` is not empty and not a store, or holds a store of other settings
-            (the message lists the differences), or ranks disagree on the settings.
+            (the message lists the differences) or of other data (unless ``overwrite``), or
+            ranks disagree on the settings.
 
     Examples::
 
@@ -640,6 +661,8 @@ def explain_dataset(
     batch_size = check_positive_int(batch_size, "batch_size")
     shard_size = check_positive_int(shard_size, "shard_size")
     dtype_name = _check_dtype(dtype)
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"overwrite must be a bool, got {type(overwrite).__name__}")
     _check_reduction(reduce_channels)
     _check_seed(seed, attribute_kwargs)
     if "target" in attribute_kwargs:
@@ -666,12 +689,15 @@ def explain_dataset(
     )
     settings_sha = sha256_bytes(json.dumps(settings, sort_keys=True).encode())
     root = Path(out)
-    pending = _agree_on_plan(root, settings, settings_sha)
+    sizes = (len(source), shard_size, batch_size)
+    pending = _agree_on_plan(
+        settings,
+        lambda: _plan_shards(root, settings, settings_sha, source, overwrite, show_progress),
+    )
 
     rank, world = _dist.rank_and_world()
     np_dtype = np.float16 if dtype_name == "float16" else np.float32
     runner = _BatchRunner(method, target, np_dtype, reduce_channels, seed, device, attribute_kwargs)
-    sizes = (len(source), shard_size, batch_size)
     progress = show_progress and rank == 0
     _run_shards(root, pending[rank::world], runner, source, settings_sha, sizes, progress)
 
@@ -708,7 +734,44 @@ def _settings(
     return json.loads(json.dumps(settings, sort_keys=True))
 
 
-def _agree_on_plan(root: Path, settings: dict[str, Any], settings_sha: str) -> list[int]:
+def _plan_shards(
+    root: Path,
+    settings: dict[str, Any],
+    settings_sha: str,
+    source: DataSource,
+    overwrite: bool,
+    show_progress: bool,
+) -> list[int]:
+    """Prepare the store and list the shards to compute: unfinished ones, and finished ones
+    whose data changed when ``overwrite`` (without it, changed data are a StoreError)."""
+    from tqdm.auto import tqdm
+
+    pending = _prepare(root, settings, settings_sha)
+    sizes = (settings["num_examples"], settings["shard_size"], settings["batch_size"])
+    n, shard_size = sizes[:2]
+    finished = [k for k in range(-(-n // shard_size)) if k not in set(pending)]
+    quiet = not show_progress or not finished
+    manifests = (
+        (k, _read_manifest(root, k, settings_sha, n, shard_size))
+        for k in tqdm(finished, desc="checking stored data", unit="shard", disable=quiet)
+    )
+    changed = changed_shards(manifests, source, lambda k: _shard_batches(k, sizes))
+    if changed and not overwrite:
+        first, last = _shard_range(changed[0], shard_size, n)
+        raise StoreError(
+            f"the store at {root} was written for other data: the inputs or labels of "
+            f"{len(changed)} finished shard(s) differ from the data given (first: shard "
+            f"{changed[0]}, examples {first}..{last - 1}). Use another out directory, or pass "
+            "overwrite=True to recompute the shards whose data changed."
+        )
+    if changed:
+        (root / _INDEX_NAME).unlink(missing_ok=True)
+        for k in changed:  # unfinished from now on, so that a killed rerun recomputes them
+            (root / manifest_name(k)).unlink(missing_ok=True)
+    return sorted(pending + changed)
+
+
+def _agree_on_plan(settings: dict[str, Any], plan_shards: Callable[[], list[int]]) -> list[int]:
     """Check that all ranks share ``settings``; rank 0 prepares the store for everyone.
 
     Returns:
@@ -729,7 +792,7 @@ def _agree_on_plan(root: Path, settings: dict[str, Any], settings_sha: str) -> l
     error: BaseException | None = None
     if _dist.rank_and_world()[0] == 0:
         try:
-            plan["pending"] = _prepare(root, settings, settings_sha)
+            plan["pending"] = plan_shards()
         except BaseException as exc:  # every rank must hear of it, or the others would hang
             error = exc
             plan["error"] = f"{type(exc).__name__}: {exc}"
@@ -739,6 +802,40 @@ def _agree_on_plan(root: Path, settings: dict[str, Any], settings_sha: str) -> l
     if "error" in plan:
         raise StoreError(f"rank 0 could not prepare the store: {plan['error']}")
     return plan["pending"]
+
+
+class _ShardBuffer:
+    """One shard's attributions, targets and data fingerprint, filled batch by batch."""
+
+    def __init__(self, k: int, start: int, stop: int) -> None:
+        self.k, self.start, self.stop = k, start, stop
+        self.attrs: np.ndarray | None = None
+        self.targets: np.ndarray | None = np.empty(stop - start, dtype=np.int64)
+        self.fingerprint = DataFingerprint()
+
+    def add(self, lo: int, x: Tensor, y: Tensor | None, array: np.ndarray, targets: Any) -> None:
+        """Store the attributions of examples ``lo, lo + 1, ...`` given inputs ``x``, ``y``."""
+        self.fingerprint.update(x, y)
+        if self.attrs is None:
+            self.attrs = np.empty((self.stop - self.start, *array.shape[1:]), dtype=array.dtype)
+        if array.shape[1:] != self.attrs.shape[1:]:
+            raise ValueError(
+                f"attributions of examples {lo}.. have shape {array.shape[1:]}, earlier "
+                f"ones {self.attrs.shape[1:]}; explain_dataset needs one shape for all examples"
+            )
+        rows = slice(lo - self.start, lo - self.start + len(array))
+        self.attrs[rows] = array
+        stored = _storable_targets(targets, len(array))
+        if stored is None:
+            self.targets = None  # not one int per example: the shard keeps no targets
+        elif self.targets is not None:
+            self.targets[rows] = stored
+
+    def write(self, root: Path, settings_sha: str) -> None:
+        """Write the shard (its manifest last: the commit point)."""
+        assert self.attrs is not None
+        data_sha = self.fingerprint.hexdigest()
+        _write_shard(root, self.k, self.start, self.attrs, self.targets, settings_sha, data_sha)
 
 
 def _run_shards(
@@ -752,14 +849,10 @@ def _run_shards(
 ) -> None:
     from tqdm.auto import tqdm
 
-    n, shard_size, batch_size = sizes
+    n, shard_size, _ = sizes
     world = _dist.rank_and_world()[1]
-    plan: list[tuple[int, int, list[int]]] = []  # (shard, batch start, indices)
-    for k in shards:
-        start, stop = _shard_range(k, shard_size, n)
-        for lo in range(start, stop, batch_size):
-            plan.append((k, lo, list(range(lo, min(lo + batch_size, stop)))))
-    total = sum(len(indices) for _, _, indices in plan)
+    plan = [(k, indices) for k in shards for indices in _shard_batches(k, sizes)]
+    total = sum(len(indices) for _, indices in plan)
     desc = "explain_dataset" if world == 1 else f"explain_dataset (rank 0 of {world})"
     bar = tqdm(
         total=total,
@@ -768,37 +861,18 @@ def _run_shards(
         disable=not show_progress or total == 0,
         dynamic_ncols=True,
     )
-    buffer: np.ndarray | None = None
-    target_buffer: np.ndarray | None = None
-    storable = True
+    shard: _ShardBuffer | None = None
     try:
-        batches = source.batches([indices for _, _, indices in plan])
-        for (k, lo, indices), (x, y) in zip(plan, batches):
-            start, stop = _shard_range(k, shard_size, n)
+        for (k, indices), (x, y) in zip(plan, source.batches([ix for _, ix in plan])):
             if len(x) != len(indices):
                 raise ValueError(f"data gave {len(x)} examples for a batch of {len(indices)}")
+            lo = indices[0]
+            if shard is None or shard.k != k:
+                shard = _ShardBuffer(k, *_shard_range(k, shard_size, n))
             array, targets = runner(lo, x, y)
-            if lo == start:
-                buffer = np.empty((stop - start, *array.shape[1:]), dtype=array.dtype)
-                target_buffer = np.empty(stop - start, dtype=np.int64)
-                storable = True
-            assert buffer is not None and target_buffer is not None
-            if array.shape[1:] != buffer.shape[1:]:
-                raise ValueError(
-                    f"attributions of examples {lo}.. have shape {array.shape[1:]}, earlier "
-                    f"ones {buffer.shape[1:]}; explain_dataset needs one shape for all examples"
-                )
-            buffer[lo - start : lo - start + len(array)] = array
-            stored = _storable_targets(targets, len(array))
-            if stored is None:
-                storable = False
-            else:
-                target_buffer[lo - start : lo - start + len(array)] = stored
+            shard.add(lo, x, y, array, targets)
             bar.update(len(array))
-            if lo + len(array) == stop:
-                _write_shard(
-                    root, k, start, buffer, target_buffer if storable else None, settings_sha
-                )
-                buffer = target_buffer = None
+            if lo + len(array) == shard.stop:
+                shard.write(root, settings_sha)
     finally:
         bar.close()

@@ -23,7 +23,8 @@ def per_input_rules(
         n_inputs = len(inputs) if isinstance(inputs, tuple) else 1
         if len(bounds) != n_inputs:
             raise ValueError(
-                f"`bounds` lists {len(bounds)} pairs but there are {n_inputs} input tensors"
+                f"`bounds` lists {len(bounds)} entries (a list holds one pair per input tensor) "
+                f"but there are {n_inputs} input tensor(s); one pair for all is a tuple (lo, hi)"
             )
         return tuple(make_rule(b) for b in bounds)
     return make_rule(bounds)
@@ -41,9 +42,12 @@ class AdaptGrad(SmoothingPreset):
     a NaN are dropped (counted in :attr:`last_report`).
 
     ``bounds=None`` uses each example's own minimum and maximum over all its elements (the
-    observed range; elements at the extremes then get no noise). Pass the real data bounds
-    where known: ``(0.0, 1.0)`` for images in [0, 1], per channel for normalised images (ImageNet
-    after mean/std: lo ``(-2.118, -2.036, -1.804)``, hi ``(2.249, 2.429, 2.640)``).
+    observed range; elements at the extremes then get no noise). Elements outside ``bounds``
+    (perturbation metrics such as ``captum.metrics.sensitivity_max`` step a little outside
+    [0, 1]) get no noise either, with one warning saying how many; ``strict=True`` raises
+    instead. Pass the real data bounds where known: ``(0.0, 1.0)`` for images in [0, 1], per
+    channel for normalised images (ImageNet after mean/std: lo ``(-2.118, -2.036, -1.804)``,
+    hi ``(2.249, 2.429, 2.640)``).
 
     Reference: Zhou et al., "AdaptGrad: Adaptive Sampling to Reduce Noise" (adaptive-sigma
     gradient smoothing), 2024.
@@ -75,6 +79,11 @@ class AdaptGrad(SmoothingPreset):
             "``(lo, hi)`` (scalars, per channel or tensors), a list with one pair per input, "
             "or None (each example's own min and max).",
         ),
+        "strict": (
+            False,
+            "Raise when an input element lies outside ``bounds``, instead of giving it sigma 0 "
+            "with one warning.",
+        ),
     }
     pointers = {
         "stdevs": "AdaptGrad sets sigma per element from `confidence` and `bounds`; for a fixed "
@@ -84,6 +93,8 @@ class AdaptGrad(SmoothingPreset):
     def configure(
         self, inputs: Tensor | tuple[Tensor, ...], params: dict[str, Any], given: set[str]
     ) -> dict[str, Any]:
-        confidence = params["confidence"]
-        rules = per_input_rules(inputs, params["bounds"], lambda b: AdaptiveSigma(confidence, b))
+        confidence, strict = params["confidence"], params["strict"]
+        rules = per_input_rules(
+            inputs, params["bounds"], lambda b: AdaptiveSigma(confidence, b, strict)
+        )
         return {"stdevs": rules}

@@ -7,7 +7,7 @@ shrink the step (``step *= decay``) and count a failure; stop after ``patience``
 failures or ``max_iter`` iterations, and keep the best noise level seen.
 
 It runs for a whole batch at once: each phase evaluates every still-searching example in one
-call of the smoothed method, with one sigma per example (a ``(B,)`` ``stdevs`` tensor). The
+call of the smoothed method, with one sigma per example (``stdevs=PerExampleSigma(sigma)``). The
 evaluations use common random numbers: every (example, sample) pair has its own seed, derived
 from the search's seed, and draws the same standardised noise ``t_k`` at every evaluation, so
 that objective differences between two noise levels come from sigma and not from a new noise

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 from torch import Tensor, nn
@@ -26,10 +27,10 @@ class _OnModel:
         self.noise = noise
         self.model = model
 
-    @contextlib.contextmanager
-    def session(self, model: Any) -> Iterator[WeightPerturber]:
-        with self.noise.session(self.model) as perturber:
-            yield perturber
+    def session(self, model: Any) -> contextlib.AbstractContextManager[WeightPerturber]:
+        # The session itself, not a generator around it: a signal arriving in a generator's
+        # exit path could skip the restore (see captum_smooth.noise._signals).
+        return self.noise.session(self.model)
 
 
 class _WeightNoisePreset(SmoothingPreset):
@@ -53,11 +54,27 @@ class _WeightNoisePreset(SmoothingPreset):
     def configure(
         self, inputs: Tensor | tuple[Tensor, ...], params: dict[str, Any], given: set[str]
     ) -> dict[str, Any]:
-        noise = WeightNoise(
-            params["weight_stdev"], params["noise_type"], params["parameters"], params["exclude"]
-        )
+        stdev = params["weight_stdev"]
+        # Checked here so that the message names this preset's argument, `weight_stdev`.
+        if isinstance(stdev, bool) or not isinstance(stdev, numbers.Real):
+            raise TypeError(f"`weight_stdev` must be a float >= 0, got {stdev!r}")
+        if not math.isfinite(stdev) or stdev < 0:
+            raise ValueError(f"`weight_stdev` must be finite and >= 0, got {stdev!r}")
+        self._check_not_frozen()
+        noise = WeightNoise(stdev, params["noise_type"], params["parameters"], params["exclude"])
         self._warn_if_training()
         return {"weight_noise": _OnModel(noise, self.model)}
+
+    def _check_not_frozen(self) -> None:
+        floating = [p for p in self.model.parameters() if p.is_floating_point()]
+        if floating and not any(p.requires_grad for p in floating):
+            raise ValueError(
+                f"{self.get_name()} perturbs the trainable parameters (requires_grad=True) and "
+                f"every parameter of {type(self.model).__name__} is frozen: unfreeze the ones "
+                "to perturb (e.g. `model.requires_grad_(True)`), or use "
+                "SmoothTunnel(...).attribute(..., weight_noise=WeightNoise(stdev, "
+                "trainable_only=False), n_weight_samples=...)"
+            )
 
     def _warn_if_training(self) -> None:
         model = self.model

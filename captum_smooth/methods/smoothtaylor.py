@@ -25,6 +25,7 @@ from .._checks import check_positive_int, seed_from
 from ..core.expansion import PER_EXAMPLE_KWARGS, select_examples
 from ..core.plan import LoopOptions
 from ..noise.kernels import get_kernel
+from ..noise.sigma import PerExampleSigma
 from ._preset import COMMON_OPTIONS, SmoothingPreset
 from .adaptive_noising import (
     AdaptiveNoising,
@@ -117,7 +118,7 @@ class SmoothTaylor(SmoothingPreset):
     r"""SmoothTaylor: the mean of ``(x - z_k) * grad f(z_k)`` over noisy roots ``z_k``.
 
     The roots are ``z_k = x + sigma * t_k`` with ``t_k`` from any kernel of the loop (Gaussian by
-    default) and ``sigma`` a float, a tensor per example ``(B,)``, a sigma rule (e.g.
+    default) and ``sigma`` a float, a ``PerExampleSigma`` (one per example), a sigma rule (e.g.
     :class:`~captum_smooth.noise.sigma.RangeShareSigma` for a share of the input range) or a
     tuple of these per input. The inner method defaults to the signed gradient
     (:class:`captum.attr.Saliency` with ``abs=False``; pass ``abs=True`` to override). Where
@@ -251,7 +252,10 @@ class SmoothTaylor(SmoothingPreset):
                 sub_kwargs["target"] = select_examples(target, rows, batch)
             crn.restart(rows.tolist(), inputs_t[0].device, n_inputs=len(inputs_t))
             run_options = LoopOptions(
-                **options, stdevs=sigma, kernel=crn, sample_transform=self.transform
+                **options,
+                stdevs=PerExampleSigma(sigma),
+                kernel=crn,
+                sample_transform=self.transform,
             )
             out = self.tunnel.run(sub if is_tuple else sub[0], run_options, sub_kwargs)
             maps = _format_tensor_into_tuples(out)

@@ -16,7 +16,15 @@ from .kernels import (
     kernel_names,
     register_kernel,
 )
-from .sigma import AdaptiveSigma, Bounds, RangeShareSigma, SigmaRule, resolve_bounds
+from .sigma import (
+    AdaptiveSigma,
+    Bounds,
+    OutsideBoundsWarning,
+    PerExampleSigma,
+    RangeShareSigma,
+    SigmaRule,
+    resolve_bounds,
+)
 from .weights import (
     NOISE_TYPES,
     ParameterFilter,
@@ -37,7 +45,9 @@ __all__ = [
     "GaussianKernel",
     "Kernel",
     "LaplaceKernel",
+    "OutsideBoundsWarning",
     "ParameterFilter",
+    "PerExampleSigma",
     "RangeShareSigma",
     "SigmaRule",
     "StudentTKernel",

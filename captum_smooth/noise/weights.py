@@ -10,11 +10,18 @@ live parameters in place (no model copy per draw), and restores the model bit fo
 whatever happens (normal exit, exception, ``KeyboardInterrupt``).
 
 What the session restores: the values of the perturbed parameters, every buffer (a model in
-train mode updates BatchNorm running statistics during the forward passes), the identity of
-every Parameter and buffer object held by every submodule, ``requires_grad`` flags, existing
-``.grad`` tensors (``None`` stays ``None``; a ``.grad`` tensor is set aside during the session,
-so backward passes inside it cannot accumulate into it) and the train/eval flag of every
-submodule.
+train mode updates BatchNorm running statistics during the forward passes) and every other
+parameter (a forward may change a frozen or integer parameter in place), the identity of
+every Parameter and buffer object held by every submodule (TorchScript modules included),
+``requires_grad`` flags, existing ``.grad`` tensors (``None`` stays ``None``; a ``.grad``
+tensor is set aside during the session, so backward passes inside it cannot accumulate into
+it) and the train/eval flag of every submodule. Every restore step runs even when one fails;
+the first error is raised after the last step.
+
+All or nothing: entering (the backup), each :meth:`WeightPerturber.perturb` and the exit (the
+restore) are critical sections (:mod:`captum_smooth.noise._signals`): an asynchronous signal
+whose Python handler raises (Ctrl-C, SIGTERM, SIGALRM, ...) is handled when the section ends,
+with the model whole, never half-way through.
 
 Thread safety: a session holds a re-entrant lock of its model (:func:`model_lock`) from entry to
 exit, so sessions on one model from several threads run one after the other and each sees only
@@ -29,15 +36,16 @@ import contextlib
 import math
 import numbers
 import re
-import signal
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, Union
 
 import torch
 from torch import Tensor, nn
+
+from ._signals import GUARD, critical
 
 __all__ = [
     "NOISE_TYPES",
@@ -89,37 +97,6 @@ def model_lock(model: nn.Module) -> threading.RLock:
             lock = threading.RLock()
             _locks[model] = lock
         return lock
-
-
-@contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Hold back Ctrl-C (SIGINT) for the duration of the block, then deliver it.
-
-    Restoring a model must not be cut in half by a second ``KeyboardInterrupt``. Only the main
-    thread receives SIGINT in Python, and only it may install handlers; elsewhere this is a no-op.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[Any] = []
-
-    def _hold(signum: int, frame: Any) -> None:
-        received.append(frame)
-
-    try:
-        previous = signal.signal(signal.SIGINT, _hold)
-    except (ValueError, OSError):  # not the main interpreter, or no signal support
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if received:
-            if callable(previous):
-                previous(signal.SIGINT, received[0])  # default handler: KeyboardInterrupt
-            elif previous == signal.SIG_DFL:
-                signal.raise_signal(signal.SIGINT)
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,18 +222,52 @@ def select_parameters(
 # --------------------------------------------------------------------------------------------
 
 
-def _same_entries(current: dict[str, Any], saved: dict[str, Any]) -> bool:
-    return current.keys() == saved.keys() and all(current[k] is saved[k] for k in saved)
+def _attempt(errors: list[BaseException], step: Callable[..., Any], *args: Any) -> None:
+    """Run one restore step; keep its error and go on (the first error is raised at the end)."""
+    try:
+        step(*args)
+    except BaseException as err:  # every later step must still run
+        errors.append(err)
+
+
+def _put_back_slots(current: Any, saved: dict[str, Any]) -> None:
+    """Put a module's ``_parameters`` or ``_buffers`` entries back as they were at entry.
+
+    A plain module holds a dict; a TorchScript module an ``OrderedDictWrapper`` over its C++
+    attributes, whose keys are fixed (no ``clear``): its entries are set back one by one.
+    """
+    if isinstance(current, dict):
+        if list(current) != list(saved) or any(current[k] is not v for k, v in saved.items()):
+            current.clear()
+            current.update(saved)
+        return
+    for key, value in saved.items():
+        if current[key] is not value:
+            current[key] = value
+
+
+def _put_back_flags(param: Tensor, requires_grad: bool, grad: Tensor | None) -> None:
+    param.requires_grad_(requires_grad)
+    param.grad = grad
 
 
 class _ModelState:
-    """What the model looked like at session entry, and how to put it back bit for bit."""
+    """What the model looked like at session entry, and how to put it back bit for bit.
 
-    def __init__(self, model: nn.Module) -> None:
+    Taking the snapshot changes nothing; :meth:`set_grads_aside` is the first change.
+
+    Args:
+        model: The module.
+        perturbed: The parameters the session perturbs (their values are backed up by the
+            :class:`WeightPerturber`); every other parameter's value is kept here, with the
+            buffers, since a forward may change it in place (a frozen or integer parameter).
+    """
+
+    def __init__(self, model: nn.Module, perturbed: list[nn.Parameter]) -> None:
         self.modules = list(model.modules())
         self.training = [m.training for m in self.modules]
-        self.param_slots = [dict(m._parameters) for m in self.modules]
-        self.buffer_slots = [dict(m._buffers) for m in self.modules]
+        self.param_slots = [dict(m._parameters.items()) for m in self.modules]
+        self.buffer_slots = [dict(m._buffers.items()) for m in self.modules]
         params: dict[int, nn.Parameter] = {}
         buffers: dict[int, Tensor] = {}
         for slots, store in ((self.param_slots, params), (self.buffer_slots, buffers)):
@@ -267,29 +278,29 @@ class _ModelState:
         self.params = list(params.values())
         self.requires_grad = [p.requires_grad for p in self.params]
         self.grads = [p.grad for p in self.params]
+        perturbed_ids = {id(p) for p in perturbed}
+        kept = [*buffers.values(), *(p for p in self.params if id(p) not in perturbed_ids)]
         with torch.no_grad():
-            self.buffers = [(b, b.detach().clone()) for b in buffers.values()]
-        # Existing .grad tensors are set aside: a backward pass in the session cannot reach them.
+            self.values = [(t, t.detach().clone()) for t in kept]
+
+    def set_grads_aside(self) -> None:
+        """Set existing .grad tensors aside: a backward pass in the session cannot reach them."""
         for p in self.params:
             p.grad = None
 
-    def restore(self) -> None:
+    def restore(self, errors: list[BaseException]) -> None:
+        """Put everything back; every step runs, errors are appended to ``errors``."""
         for m, slot in zip(self.modules, self.param_slots):
-            if not _same_entries(m._parameters, slot):
-                m._parameters.clear()
-                m._parameters.update(slot)
+            _attempt(errors, _put_back_slots, m._parameters, slot)
         for m, slot in zip(self.modules, self.buffer_slots):
-            if not _same_entries(m._buffers, slot):
-                m._buffers.clear()
-                m._buffers.update(slot)
+            _attempt(errors, _put_back_slots, m._buffers, slot)
         with torch.no_grad():
-            for b, saved in self.buffers:
-                b.copy_(saved)
+            for t, saved in self.values:
+                _attempt(errors, t.copy_, saved)
         for p, flag, grad in zip(self.params, self.requires_grad, self.grads):
-            p.requires_grad_(flag)
-            p.grad = grad
+            _attempt(errors, _put_back_flags, p, flag, grad)
         for m, flag in zip(self.modules, self.training):
-            m.training = flag
+            _attempt(errors, setattr, m, "training", flag)
 
 
 # --------------------------------------------------------------------------------------------
@@ -403,8 +414,12 @@ class WeightPerturber:
         else:
             self._params[i].add_(self._backups[i])
 
+    @critical
     def perturb(self, generator: torch.Generator | None = None, stdev: float | None = None) -> None:
         """Replace the weights by a fresh noisy draw of the backed-up ones.
+
+        All or nothing for signals: one that arrives during the draw is handled when the draw
+        is complete (see :mod:`captum_smooth.noise._signals`).
 
         Args:
             generator: The random generator (None: torch's global one).
@@ -413,8 +428,12 @@ class WeightPerturber:
         self._check_active()
         s = self.stdev if stdev is None else _check_stdev(stdev)
         if s == 0.0:
-            self.restore()
-            return
+            self._copy_backups()
+        else:
+            self._draw(generator, s)
+        GUARD.deliver()
+
+    def _draw(self, generator: torch.Generator | None, s: float) -> None:
         mean = 1.0 if self.noise_type == "multiplicative" else 0.0
         with torch.no_grad():
             if self._groups is None:
@@ -441,31 +460,39 @@ class WeightPerturber:
                 for j in range(len(self._groups)):
                     fill(j)
             else:
-                # Workers must be done before anything else touches the weights (a Ctrl-C
-                # here would otherwise let the restore race them): wait for all, uninterrupted.
-                with _sigint_deferred():
-                    futures = [self._pool.submit(fill, j) for j in range(len(self._groups))]
-                    wait(futures)
+                # The workers are done before anything else touches the weights: perturb is a
+                # critical section, so no signal's exception can let a restore race them.
+                futures = [self._pool.submit(fill, j) for j in range(len(self._groups))]
+                wait(futures)
                 for future in futures:
                     future.result()
             # The multiply (or add) runs here, with the process's own intra-op threads.
             for i in range(len(self._params)):
                 self._apply_noise(i)
 
+    @critical
     def restore(self) -> None:
         """Write the clean (backed-up) weights back, staying in the session."""
         self._check_active()
+        self._copy_backups()
+        GUARD.deliver()
+
+    def _copy_backups(self, errors: list[BaseException] | None = None) -> None:
         with torch.no_grad():
             for p, backup in zip(self._params, self._backups):
-                p.copy_(backup)
+                if errors is None:
+                    p.copy_(backup)
+                else:
+                    _attempt(errors, p.copy_, backup)
 
-    def _close(self) -> None:
+    def _close(self, errors: list[BaseException]) -> None:
+        """End the session's perturber: stop the workers, write the clean weights back."""
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            _attempt(errors, self._pool.shutdown, True)
             self._pool = None
         if self._active:
-            self.restore()
             self._active = False
+            self._copy_backups(errors)
             self._backups = []
 
 
@@ -538,40 +565,101 @@ class WeightNoise:
         """The ``(name, parameter)`` pairs this noise perturbs on ``model``."""
         return select_parameters(model, self.parameters, self.exclude, self.trainable_only)
 
-    @contextlib.contextmanager
-    def session(self, model: nn.Module) -> Iterator[WeightPerturber]:
-        """Back up ``model``, yield a :class:`WeightPerturber`, restore the model on exit.
+    def session(self, model: nn.Module) -> contextlib.AbstractContextManager[WeightPerturber]:
+        """Back up ``model``, hand out a :class:`WeightPerturber`, restore the model on exit.
 
         The model's lock (:func:`model_lock`) is held throughout. Sessions on one model nest
-        (the inner one restores what the outer one had drawn).
+        (the inner one restores what the outer one had drawn). Entering, each draw and the
+        exit are critical sections: an asynchronous signal (Ctrl-C, SIGTERM, SIGALRM, ...)
+        that arrives in one is handled as soon as the model is whole again, so an exception
+        from its handler never leaves the model half backed up, half drawn or half restored.
+        The exit runs every restore step even when one fails, then raises the first error.
 
         Args:
-            model: The module whose weights are perturbed.
+            model: The module whose weights are perturbed (TorchScript modules included).
 
-        Yields:
-            The perturber; the weights stay clean until its first ``perturb``.
+        Returns:
+            A context manager whose ``__enter__`` gives the perturber; the weights stay clean
+            until its first ``perturb``.
 
         Raises:
             TypeError: ``model`` is not an nn.Module.
-            ValueError: the filters select no parameter.
+            ValueError: the filters select no parameter (on entering).
+
+        Examples::
+
+            >>> with WeightNoise(0.1).session(model) as perturber:
+            ...     perturber.perturb(torch.Generator().manual_seed(0))
+            ...     noisy_logits = model(images)
         """
         if not isinstance(model, nn.Module):
             raise TypeError(
                 f"weight noise needs the model's weights: `model` must be an nn.Module, got "
                 f"{type(model).__name__}"
             )
-        with model_lock(model):
-            selected = self.selected_parameters(model)
-            state: _ModelState | None = None
-            perturber: WeightPerturber | None = None
-            try:
-                with _sigint_deferred():
-                    state = _ModelState(model)
-                    perturber = WeightPerturber(selected, self.stdev, self.noise_type)
-                yield perturber
-            finally:
-                with _sigint_deferred():
-                    if perturber is not None:
-                        perturber._close()
-                    if state is not None:
-                        state.restore()
+        return _Session(self, model)
+
+
+#: How often a session waiting for another thread's session on the same model looks for signals.
+_LOCK_POLL_S = 0.05
+
+
+class _Session:
+    """The context manager of :meth:`WeightNoise.session` (see there).
+
+    A class, not a generator: its ``__enter__`` and ``__exit__`` are critical from their first
+    bytecode, where a generator's ``finally`` could be skipped by a signal arriving before it.
+    """
+
+    def __init__(self, noise: WeightNoise, model: nn.Module) -> None:
+        self._noise = noise
+        self._model = model
+        self._lock = model_lock(model)
+        self._locked = False
+        self._held = False
+        self._state: _ModelState | None = None
+        self._perturber: WeightPerturber | None = None
+
+    @critical
+    def __enter__(self) -> WeightPerturber:
+        if self._held:
+            raise RuntimeError("this weight-noise session is already open; open a new one")
+        selected = self._noise.selected_parameters(self._model)  # nothing changed yet
+        GUARD.hold()
+        self._held = True
+        try:
+            self._acquire()
+            self._state = _ModelState(self._model, [p for _, p in selected])
+            self._perturber = WeightPerturber(selected, self._noise.stdev, self._noise.noise_type)
+            self._state.set_grads_aside()  # the first change to the model
+            GUARD.deliver()  # signals that came during the backup
+        except BaseException as err:
+            self.__exit__(type(err), err, err.__traceback__)
+            raise
+        return self._perturber
+
+    def _acquire(self) -> None:
+        """Take the model's lock; while waiting for it, signals are handled (nothing changed)."""
+        while not self._lock.acquire(timeout=_LOCK_POLL_S):
+            GUARD.deliver()
+        self._locked = True
+
+    @critical
+    def __exit__(self, *exc_info: Any) -> None:
+        errors: list[BaseException] = []
+        if self._perturber is not None:
+            self._perturber._close(errors)
+        if self._state is not None:
+            self._state.restore(errors)
+        self._perturber = self._state = None
+        if self._locked:
+            self._locked = False
+            _attempt(errors, self._lock.release)
+        if self._held:
+            self._held = False
+            _attempt(errors, GUARD.release)
+        try:
+            GUARD.deliver()  # the model is whole: the signals held back are handled now
+        finally:
+            if errors:
+                raise errors[0]

@@ -77,7 +77,7 @@ def test_wrong_attribution_method() -> None:
         (dict(bounds=(1.0, 0.0)), "lo < hi"),
         (dict(bounds=(0.0, 0.0)), "lo < hi"),
         (dict(bounds=(0.0,)), "bounds"),
-        (dict(bounds=(0.0, 0.5)), r"outside `bounds`.*max found"),
+        (dict(bounds=(0.0, 0.5), strict=True), r"outside `bounds`.*max found"),
         (dict(bounds=[(0.0, 1.0), (0.0, 1.0)]), "bounds"),
         (dict(bounds=(torch.zeros(7), 1.0)), "bounds"),
     ],

@@ -99,9 +99,14 @@ def test_memory_is_bounded_by_the_chunk() -> None:
 def test_noise_is_example_major_with_the_right_std() -> None:
     probe = Probe(Linear(200))
     x = torch.stack([torch.zeros(200), torch.full((200,), 5.0)])
-    stdevs = torch.tensor([0.1, 2.0])  # one sigma per example
+    stdevs = torch.tensor([0.1, 2.0])
     SmoothTunnel(Saliency(probe)).attribute(
-        x, nt_samples=40, nt_samples_batch_size=40, stdevs=stdevs, target=0, generator=0
+        x,
+        nt_samples=40,
+        nt_samples_batch_size=40,
+        stdevs=stdevs.reshape(2, 1),
+        target=0,
+        generator=0,
     )
     seen = probe.seen[0].reshape(2, 40, 200)
     n = 40 * 200

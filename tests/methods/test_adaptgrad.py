@@ -9,7 +9,7 @@ import torch
 from captum.attr import InputXGradient, IntegratedGradients, NoiseTunnel, Saliency
 from captum.metrics import sensitivity_max
 
-from captum_smooth import AdaptGrad, AdaptiveSigma, SmoothGrad
+from captum_smooth import AdaptGrad, AdaptiveSigma, OutsideBoundsWarning, SmoothGrad
 from captum_smooth.noise.sigma import adaptive_sigma_factor
 
 from analytic_models import Linear, Probe
@@ -149,3 +149,49 @@ def test_names_for_insights() -> None:
     ag = AdaptGrad(torch.nn.Linear(2, 2))
     assert isinstance(ag.attribution_method, Saliency)
     assert hasattr(AdaptGrad.attribute, "__wrapped__")
+
+
+# ------------------------------------------------------------------ elements outside the bounds
+
+
+def test_elements_outside_the_bounds_get_sigma_zero_with_one_warning() -> None:
+    x = torch.tensor([[-0.1, 0.25, 1.2, 1.0], [0.5, 1.5, 0.75, 0.0]])
+    with pytest.warns(OutsideBoundsWarning, match=r"3 of 8 input element\(s\)") as record:
+        sigma = AdaptiveSigma(0.95, bounds=(0.0, 1.0))(x)
+    assert len(record) == 1
+    f = adaptive_sigma_factor(0.95)
+    expected = torch.tensor([[0.0, 0.25 * f, 0.0, 0.0], [0.5 * f, 0.0, 0.25 * f, 0.0]])
+    torch.testing.assert_close(sigma, expected)
+
+
+def test_strict_keeps_the_error() -> None:
+    x = torch.tensor([[-0.1, 0.5]])
+    with pytest.raises(ValueError, match=r"outside `bounds`.*strict=False"):
+        AdaptiveSigma(0.95, bounds=(0.0, 1.0), strict=True)(x)
+    with pytest.raises(ValueError, match="outside `bounds`"):
+        AdaptGrad(Linear(2)).attribute(x, target=0, bounds=(0.0, 1.0), strict=True)
+    with pytest.raises(TypeError, match="strict"):
+        AdaptiveSigma(0.95, bounds=(0.0, 1.0), strict="yes")  # type: ignore[arg-type]
+
+
+def test_adaptgrad_warns_once_per_call_and_leaves_outside_elements_clean() -> None:
+    probe = Probe(Linear(4))
+    x = torch.tensor([[-0.2, 0.5, 1.3, 0.4]])
+    with pytest.warns(OutsideBoundsWarning) as record:
+        AdaptGrad(probe).attribute(x, target=0, nt_samples=6, bounds=(0.0, 1.0), generator=0)
+    assert len([w for w in record if w.category is OutsideBoundsWarning]) == 1
+    noisy = torch.cat(probe.seen)
+    assert bool((noisy[:, 0] == -0.2).all()) and bool((noisy[:, 2] == 1.3).all())
+    assert bool((noisy[1:, 1] != 0.5).any())
+
+
+def test_inside_captum_sensitivity_max_whose_perturbations_leave_the_range() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 2))
+    x = torch.tensor([[0.0, 0.3, 1.0, 0.99], [1.0, 0.0, 0.5, 0.01]])
+    ag = AdaptGrad(model)
+    kw = dict(target=0, nt_samples=3, bounds=(0.0, 1.0), n_perturb_samples=4, generator=0)
+    with pytest.warns(OutsideBoundsWarning):
+        sens = sensitivity_max(ag.attribute, x, perturb_radius=0.05, **kw)
+    assert sens.shape == (2,) and bool(torch.isfinite(sens).all())
+    with pytest.raises(ValueError, match="outside `bounds`"):
+        sensitivity_max(ag.attribute, x, perturb_radius=0.05, strict=True, **kw)

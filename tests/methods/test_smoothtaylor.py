@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from captum_smooth import (
     AdaptiveNoising,
+    PerExampleSigma,
     RangeShareSigma,
     SmoothTaylor,
     SmoothTunnel,
@@ -187,8 +188,8 @@ def test_quadratic_expectation_gaussian_with_analytic_variance(sigma_kind: str) 
         stdevs: object = 0.5
         sigma = torch.full((2, 1), 0.5, dtype=torch.float64)
     elif sigma_kind == "per_example":
-        stdevs = torch.tensor([0.3, 0.8], dtype=torch.float64)
-        sigma = stdevs.reshape(2, 1)
+        sigma = torch.tensor([[0.3], [0.8]], dtype=torch.float64)
+        stdevs = PerExampleSigma(sigma.flatten())
     else:
         # A share of the range hi - lo = 8: sigma = 0.05 * 8 = 0.4.
         stdevs = RangeShareSigma(0.05, bounds=(-4.0, 4.0))

@@ -15,9 +15,9 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from captum_smooth.noise._signals import critical
 from captum_smooth.noise.weights import (
     WeightNoise,
-    _sigint_deferred,
     model_lock,
     select_parameters,
 )
@@ -410,25 +410,55 @@ def sigint_handler() -> Iterator[Callable[[Any], None]]:
     signal.signal(signal.SIGINT, original)
 
 
-def test_sigint_during_restore_is_delivered_after_it(
+@critical
+def _critical_kill(reached: list[str]) -> None:
+    os.kill(os.getpid(), signal.SIGINT)
+    reached.append("after the signal")
+
+
+def test_sigint_in_a_critical_section_is_delivered_after_it(
     sigint_handler: Callable[[Any], None],
 ) -> None:
     sigint_handler(signal.default_int_handler)
-    reached = []
-    with pytest.raises(KeyboardInterrupt), _sigint_deferred():
-        os.kill(os.getpid(), signal.SIGINT)
-        reached.append("after the signal")
+    net = make_net()
+    reached: list[str] = []
+    with pytest.raises(KeyboardInterrupt), WeightNoise(0.2).session(net) as perturber:
+        # The guard is installed for the session; a critical function defers the signal and
+        # the next delivery point (here the draw) hands it to Python's handler.
+        _critical_kill(reached)
+        assert reached == ["after the signal"]
+        perturber.perturb(torch.Generator().manual_seed(0))
+        reached.append("not reached")
     assert reached == ["after the signal"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_ignored_sigint_stays_ignored_through_restore(
+def test_ignored_sigint_stays_ignored_through_a_session(
     sigint_handler: Callable[[Any], None],
 ) -> None:
     sigint_handler(signal.SIG_IGN)
-    with _sigint_deferred():
+    with WeightNoise(0.2).session(make_net()):
         os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+def test_handlers_are_put_back_and_a_handler_set_inside_stays(
+    sigint_handler: Callable[[Any], None],
+) -> None:
+    sigint_handler(signal.default_int_handler)
+    previous = signal.getsignal(signal.SIGUSR1)
+
+    def mine(signum: int, frame: Any) -> None:
+        return None
+
+    try:
+        with WeightNoise(0.2).session(make_net()):
+            assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+            signal.signal(signal.SIGUSR1, mine)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGUSR1) is mine
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,101 @@
+"""One call of a Captum LLM wrapper's inner method, routed through the sampling loop.
+
+Captum's LLM classes call their inner method once per target token (or trial) as
+``attr_method.attribute(inputs, additional_forward_args=(inp, target_tokens, ...), **kwargs)``.
+NoiseTunnel's expansion would repeat the target token ids per noisy copy (Captum's
+``GradientForwardFunc`` already expands them to the batch itself), a silent error. Here the
+additional arguments are bound into the forward function instead, so the loop never expands
+them, and the call goes through :meth:`SmoothTunnel.run` with the loop's options.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor, nn
+
+from ..core import LoopOptions, MonteCarloError, SamplingReport, SmoothTunnel
+from ..noise import WeightNoise
+
+__all__ = ["BoundForward", "ModelWeightNoise", "SmoothedCall", "weight_noise_for"]
+
+
+class BoundForward(nn.Module):
+    """``forward(*inputs) = forward_func(*inputs, *bound_args)``; the model stays a submodule when
+    ``forward_func`` is a module (Captum's ``GradientForwardFunc``)."""
+
+    def __init__(self, forward_func: Callable[..., Any], bound_args: tuple[Any, ...]) -> None:
+        super().__init__()
+        self.forward_func = forward_func
+        self.bound_args = bound_args
+
+    def forward(self, *inputs: Any) -> Any:
+        return self.forward_func(*inputs, *self.bound_args)
+
+
+class ModelWeightNoise:
+    """Weight noise on the LLM itself, whatever forward function the inner method calls."""
+
+    def __init__(self, noise: WeightNoise, model: nn.Module) -> None:
+        self.noise = noise
+        self.model = model
+
+    @contextlib.contextmanager
+    def session(self, model: Any) -> Iterator[Any]:
+        with self.noise.session(self.model) as perturber:
+            yield perturber
+
+
+def weight_noise_for(
+    model: nn.Module, weight_stdev: float | None, n_weight_samples: int
+) -> ModelWeightNoise | None:
+    """The weight noise of a call (None without ``weight_stdev``).
+
+    Raises:
+        ValueError: ``n_weight_samples`` > 1 without ``weight_stdev`` (the draws would be equal).
+    """
+    if weight_stdev is None:
+        if n_weight_samples != 1:
+            raise ValueError(
+                "`n_weight_samples` > 1 needs `weight_stdev` (the weight noise scale, e.g. 0.2)"
+            )
+        return None
+    return ModelWeightNoise(WeightNoise(weight_stdev), model)
+
+
+@dataclass
+class SmoothedCall:
+    """Stands in for the inner method during one call of a Captum LLM wrapper.
+
+    Args:
+        method: The wrapper's inner method (its forward function is Captum's LLM forward).
+        options: The loop's options for every call.
+
+    Attributes:
+        reports: The :class:`SamplingReport` of each call, in order.
+        errors: The :class:`MonteCarloError` of each call (with ``return_error``).
+    """
+
+    method: Any
+    options: LoopOptions
+    reports: list[SamplingReport] = field(default_factory=list)
+    errors: list[MonteCarloError] = field(default_factory=list)
+
+    def attribute(
+        self, inputs: Tensor, additional_forward_args: tuple[Any, ...] = (), **kwargs: Any
+    ) -> Tensor:
+        """One call of the loop with ``additional_forward_args`` bound into the forward."""
+        method = copy.copy(self.method)
+        method.forward_func = BoundForward(self.method.forward_func, additional_forward_args)
+        tunnel = SmoothTunnel(method)
+        out = tunnel.run(inputs, self.options, kwargs)
+        if self.options.return_error:
+            out, error = out
+            self.errors.append(error)
+        if tunnel.last_report is not None:
+            self.reports.append(tunnel.last_report)
+        return out

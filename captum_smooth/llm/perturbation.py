@@ -1,0 +1,176 @@
+"""SmoothLLMAttribution: Captum's LLMAttribution (perturbation methods) under weight noise."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from captum.attr import LLMAttribution, LLMAttributionResult
+from torch import Tensor
+
+from .._checks import GeneratorLike, resolve_generator
+from ..core import LoopOptions, MonteCarloError, SamplingReport
+from ..core.error_model import relative_error
+from ..core.reducers import ReducerLike
+from .binding import SmoothedCall, weight_noise_for
+
+__all__ = ["SmoothLLMAttribution"]
+
+_SET_HERE = {
+    "noise_layer": "perturbation methods on text take weight noise only",
+    "stdevs": "perturbation methods on text take weight noise only (`weight_stdev`)",
+    "nt_samples": "the sample count is `n_weight_samples`",
+    "weight_noise": "give the weight noise scale as `weight_stdev`",
+    "additional_forward_args": "Captum's LLM wrapper passes the target tokens itself",
+}
+
+
+def flatten_rows(
+    clean: tuple[Tensor, ...], noisy: tuple[Tensor, ...], attrs: tuple[Tensor, ...], k: int
+) -> tuple[Tensor, ...]:
+    """One row per sample: Captum's FeatureAblation flattens its per-token outputs into the
+    first dimension (Shapley keeps a batch dimension); Captum reshapes the result afterwards."""
+    rows = noisy[0].shape[0]
+    return tuple(a.reshape(rows, -1) for a in attrs)
+
+
+class SmoothLLMAttribution(LLMAttribution):
+    r"""Captum's :class:`~captum.attr.LLMAttribution`, smoothed by weight noise (NoiseGrad).
+
+    The same constructor and ``attribute`` as Captum's class (``isinstance(x, LLMAttribution)``
+    holds; the result is Captum's :class:`~captum.attr.LLMAttributionResult`), over the same
+    perturbation methods (FeatureAblation, ShapleyValueSampling, ShapleyValues, Lime,
+    KernelShap), plus weight noise: the perturbation attribution is averaged (or reduced by
+    ``nt_type``) over ``n_weight_samples`` draws of the model with multiplicative
+    ``N(1, weight_stdev^2)`` noise on every trainable weight (Bykov et al., NoiseGrad, 2022).
+    Weight noise needs no input noise, so it smooths perturbation methods, which take no
+    gradient. The model is restored bit for bit afterwards, also on error. With
+    ``return_error`` the Monte-Carlo error comes back shaped like the result's attributions.
+
+    Args:
+        attr_method: A Captum perturbation method built on the model.
+        tokenizer: The model's tokenizer.
+        attr_target: ``"log_prob"`` or ``"prob"`` (Captum's).
+
+    Examples::
+
+        >>> from captum.attr import FeatureAblation, TextTemplateInput
+        >>> llm = SmoothLLMAttribution(FeatureAblation(model), tokenizer)
+        >>> inp = TextTemplateInput("{} lives in {}", values=["Dave", "Palm Coast"])
+        >>> result = llm.attribute(inp, target="playing golf", n_weight_samples=10,
+        ...                        weight_stdev=0.05, generator=0)
+    """
+
+    last_reports: list[SamplingReport]
+
+    def __init__(self, attr_method: Any, tokenizer: Any, attr_target: str = "log_prob") -> None:
+        super().__init__(attr_method, tokenizer, attr_target)
+        self.last_reports = []
+
+    def attribute(  # type: ignore[override]
+        self,
+        inp: Any,
+        target: str | Tensor | None = None,
+        num_trials: int = 1,
+        gen_args: dict[str, Any] | None = None,
+        use_cached_outputs: bool = True,
+        _inspect_forward: Any = None,
+        forward_in_tokens: bool = True,
+        *,
+        n_weight_samples: int = 10,
+        weight_stdev: float = 0.05,
+        nt_type: str = "smoothgrad",
+        reducer: ReducerLike | None = None,
+        generator: GeneratorLike = None,
+        show_progress: bool = False,
+        return_error: bool = False,
+        tolerance: float | None = None,
+        min_samples: int | None = None,
+        max_samples: int | None = None,
+        **kwargs: Any,
+    ) -> LLMAttributionResult | tuple[LLMAttributionResult, MonteCarloError]:
+        """Attribute the target's log-probability to the input features, under weight noise.
+
+        Args:
+            inp: A Captum ``TextTokenInput``, ``TextTemplateInput`` or ``ImageMaskInput``.
+            target: The target text or token ids; None generates it (``gen_args``).
+            num_trials: Captum's repetitions; must be 1 here (give ``n_weight_samples``).
+            gen_args: Generation arguments when ``target`` is None (Captum's).
+            use_cached_outputs: Captum's option for token-by-token forward passes.
+            _inspect_forward: Captum's internal callback.
+            forward_in_tokens: Captum's option (token-by-token or one sequence pass).
+            n_weight_samples: Weight draws. Default: 10.
+            weight_stdev: Multiplicative weight noise scale ``s``. Default: 0.05.
+            nt_type: Reducer over the draws (``smoothgrad``, ``smoothgrad_sq``, ``vargrad``).
+            reducer: A registered reducer name or factory (instead of ``nt_type``).
+            generator: A torch.Generator or an int seed for the weight draws. Default: None.
+            show_progress: A progress bar over the draws. Default: False.
+            return_error: Also return the Monte-Carlo error.
+            tolerance: Draw weights until the relative error is at most this.
+            min_samples: With ``tolerance``: the fewest draws.
+            max_samples: With ``tolerance``: the most draws (default ``n_weight_samples``).
+            **kwargs: Passed to the inner method (``feature_mask``, ``n_samples``, ...).
+
+        Returns:
+            Captum's ``LLMAttributionResult``; with ``return_error``, also a
+            :class:`~captum_smooth.core.error_model.MonteCarloError` whose ``standard_error``
+            has one row for the sequence and one per target token (when the method gives
+            per-token attributions) and whose ``relative_error`` has one entry per row.
+        """
+        for name, why in _SET_HERE.items():
+            if name in kwargs:
+                raise TypeError(f"SmoothLLMAttribution: `{name}` is not an option here: {why}")
+        if num_trials != 1:
+            raise ValueError(
+                "`num_trials` repeats the whole smoothing; give more `n_weight_samples` instead"
+            )
+        options = LoopOptions(
+            nt_type=nt_type,
+            nt_samples=1,
+            # Captum's LLM forward takes one sequence at a time.
+            nt_samples_batch_size=1,
+            stdevs=0.0,
+            generator=resolve_generator(generator, self.device),
+            weight_noise=weight_noise_for(self.model, weight_stdev, n_weight_samples),
+            n_weight_samples=n_weight_samples,
+            sample_transform=flatten_rows,
+            reducer=reducer,
+            show_progress=show_progress,
+            return_error=return_error,
+            tolerance=tolerance,
+            min_samples=min_samples,
+            max_samples=max_samples,
+        )
+        call = SmoothedCall(self.attr_method, options)
+        inner, self.attr_method = self.attr_method, call  # type: ignore[assignment]
+        try:
+            result = super().attribute(
+                inp,
+                target=target,
+                gen_args=gen_args,
+                use_cached_outputs=use_cached_outputs,
+                _inspect_forward=_inspect_forward,
+                forward_in_tokens=forward_in_tokens,
+                **kwargs,
+            )
+        finally:
+            self.attr_method = inner
+        self.last_reports = call.reports
+        if return_error:
+            return result, _rows_error(call.errors[0], result)
+        return result
+
+
+def _rows_error(error: MonteCarloError, result: LLMAttributionResult) -> MonteCarloError:
+    """The error with one row per attribution row (the sequence, then each target token)."""
+    attr = result.seq_attr.reshape(1, -1)
+    if result.token_attr is not None:
+        attr = torch.cat([attr, result.token_attr], dim=0)
+    se = error.standard_error.reshape(attr.shape[0], -1)
+    attr = attr.to(se.device)
+    return MonteCarloError(
+        standard_error=se,
+        relative_error=relative_error((se,), (attr,)),
+        n_samples=error.n_samples.expand(attr.shape[0]).clone(),
+        nested=error.nested,
+    )
