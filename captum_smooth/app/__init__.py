@@ -5,7 +5,8 @@
   read by ``explain``, ``explain-dataset``, Captum Insights and the benchmarks;
 * :mod:`captum_smooth.app.loading`: model and image loading (embedded EfficientNet-Lite0,
   torchvision, TorchScript, ``module:callable``);
-* :mod:`captum_smooth.app.explain`: running ``explain`` and ``demo``;
+* :mod:`captum_smooth.app.explain`: running ``explain`` and ``demo`` (sampling to a tolerance);
+* :mod:`captum_smooth.app.calibrate`: NoiseGrad's weight-noise scale per model (cached);
 * :mod:`captum_smooth.app.report`: the tables, ``metrics.json`` and ``metrics.csv``;
 * :mod:`captum_smooth.app.controls`: the control maps every comparison carries;
 * :mod:`captum_smooth.app.dataset_cli`: the ``explain-dataset`` subcommand;

@@ -9,10 +9,10 @@ of images (with the embedded ImageNet EfficientNet-Lite0) into a resumable store
     torchrun --nproc_per_node 2 -m captum_smooth.app.dataset_cli explain-dataset --data digits ...
 
 ``--method`` takes any name of the method table (:mod:`captum_smooth.app.methods`, the names of
-``captum-smooth methods``), built with the table's arguments at a budget of ``--nt-samples``
-gradient evaluations (``--ig-steps`` for ``ig``); ``--noise-level`` and ``--confidence`` replace
-the table's values for the methods that take them. The names of earlier versions
-(``saliency``, ``integrated-gradients``) are refused with the new name.
+``captum-smooth methods``, the same names as ``explain``), built with the table's arguments at a
+budget of ``--nt-samples`` gradient evaluations (``--ig-steps`` for ``ig``); ``--noise-level``,
+``--confidence`` and ``--kernel`` replace the table's values for the methods that take them. The
+names of earlier versions (``saliency``, ``integrated-gradients``) are refused with the new name.
 
 Run again with the same arguments to resume a killed run. Under ``torchrun`` the process group
 is set up here (gloo on CPU, NCCL on GPU) and rank 0's model weights are sent to every rank.
@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 
 from ..dataset.explain import explain_dataset
 from ..dataset.store import StoreError
-from .methods import RENAMED, get_method, method_names
+from .methods import cli_method, get_method, resolve_kernel
 
 __all__ = ["add_explain_dataset_parser", "main", "run_explain_dataset"]
 
@@ -43,17 +43,10 @@ _IMAGE_SUFFIXES = {".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".w
 
 def _method_name(text: str) -> str:
     """``--method``: a name of the method table; an old name is refused with its new name."""
-    key = text.strip().lower()
-    if key in RENAMED:
-        raise argparse.ArgumentTypeError(
-            f"method {text!r} is now called {RENAMED[key]!r} (see `captum-smooth methods`)"
-        )
     try:
-        return get_method(key).name
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"unknown method {text!r}; known methods: {', '.join(method_names())}"
-        ) from None
+        return cli_method(text).name
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class _ImageDirectory(Dataset):
@@ -172,6 +165,20 @@ def add_explain_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=20,
         help="gradient evaluations per example of the sampling methods (default: 20)",
     )
+    p.add_argument(
+        "--kernel",
+        default=None,
+        help="input-noise kernel of the methods that draw input noise, named as `captum-smooth "
+        "methods` lists them (e.g. student-t; default: gaussian)",
+    )
+    p.add_argument(
+        "--weight-noise",
+        type=float,
+        default=None,
+        metavar="S",
+        help="weight-noise scale of noisegrad and fusiongrad (default: the table's 0.2, not "
+        "calibrated: `captum-smooth explain` calibrates it per model)",
+    )
     p.add_argument("--noise-level", type=float, default=0.15, help="smoothgrad* (default: 0.15)")
     p.add_argument("--confidence", type=float, default=0.95, help="adaptgrad (default: 0.95)")
     p.add_argument("--ig-steps", type=int, default=32, help="ig (default: 32)")
@@ -233,6 +240,23 @@ def _method(args: argparse.Namespace, model: nn.Module) -> tuple[Any, dict[str, 
     for key, value in (("noise_level", args.noise_level), ("confidence", args.confidence)):
         if key in kwargs:
             kwargs[key] = value
+    weight_noise = getattr(args, "weight_noise", None)
+    if "weight_stdev" in kwargs:
+        if weight_noise is None:
+            print(
+                f"explain-dataset: weight noise s = {kwargs['weight_stdev']} (the method table's "
+                "default, not calibrated for this model; --weight-noise S sets it)",
+                file=sys.stderr,
+            )
+        else:
+            kwargs["weight_stdev"] = weight_noise
+    elif weight_noise is not None:
+        raise ValueError(f"--weight-noise has no effect on --method {spec.name}")
+    kernel = getattr(args, "kernel", None)
+    if kernel is not None:
+        if not spec.uses_kernel:
+            raise ValueError(f"--kernel {kernel} has no effect on --method {spec.name}")
+        kwargs["kernel"] = resolve_kernel(kernel)
     return spec.cls(model), kwargs
 
 

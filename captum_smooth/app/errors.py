@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILURE", "PROG", "CLIError", "short"]
+import sys
+
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILURE", "PROG", "CLIError", "short", "warn"]
 
 PROG = "captum-smooth"
 EXIT_BAD_INPUT = 2
@@ -17,3 +19,14 @@ def short(exc: BaseException) -> str:
     """The first line of ``exc``'s message (its type's name when it has none)."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def warn(message: str) -> str:
+    """Print ``captum-smooth: warning: message`` on stderr (one line); return the message.
+
+    The command line's warnings are for a person reading the terminal (a run that explains
+    random weights, a map that did not converge), so they are printed, not issued through
+    :mod:`warnings` (whose filters could hide them); reports also keep them.
+    """
+    print(f"{PROG}: warning: {message}", file=sys.stderr, flush=True)
+    return message

@@ -19,13 +19,31 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..methods._preset import SmoothingPreset
 from .controls import control_maps
-from .errors import CLIError, short
+from .errors import CLIError, short, warn
 from .loading import LoadedModel, load_images, load_model, output_classes, resolve_target
-from .methods import DEFAULT_METHODS, MethodSpec, get_method, resolve_methods
-from .report import Row, format_report, summarise, versions, write_outputs
+from .methods import (
+    DEFAULT_METHODS,
+    RENAMED,
+    MethodSpec,
+    cli_method,
+    get_method,
+    resolve_kernel,
+    resolve_methods,
+)
+from .report import Row, format_report, legend, summarise, versions, write_outputs
 
-__all__ = ["Settings", "run"]
+__all__ = ["DEFAULT_MAX_SAMPLES", "DEFAULT_TOLERANCE", "Budget", "Settings", "run"]
+
+#: Without ``--samples``, each smoothing method samples until its map's relative Monte-Carlo
+#: error is at most this...
+DEFAULT_TOLERANCE = 0.2
+#: ...or until this many gradient evaluations per image (the cap, ``--max-samples``).
+DEFAULT_MAX_SAMPLES = 128
+#: Steps of the deterministic methods (Integrated Gradients) when the others sample to a
+#: tolerance: a Riemann sum has no Monte-Carlo error to sample against.
+DETERMINISTIC_STEPS = 32
 
 
 @dataclass
@@ -37,7 +55,7 @@ class Settings:
     model: str | None
     methods: list[str] | None
     target: str | None
-    samples: int
+    samples: int | None
     seed: int
     kernel: str | None
     out: Path
@@ -47,6 +65,66 @@ class Settings:
     progress: bool
     style: str
     tolerance: float | None = None
+    max_samples: int | None = None
+    sign: bool = False
+    weight_noise: float | None = None
+
+
+def is_smoothing(spec: MethodSpec) -> bool:
+    """Whether ``spec`` samples (and so has a Monte-Carlo error and takes a tolerance)."""
+    return issubclass(spec.cls, SmoothingPreset)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Gradient evaluations per image: a fixed count, or a cap with a tolerance.
+
+    Attributes:
+        samples: The fixed count (``--samples``), or the cap under a tolerance.
+        tolerance: The relative Monte-Carlo error each smoothing map samples to, or None.
+    """
+
+    samples: int
+    tolerance: float | None
+
+    def of(self, spec: MethodSpec) -> int:
+        """The budget of ``spec``: deterministic methods take a fixed step count."""
+        if self.tolerance is not None and not is_smoothing(spec):
+            return min(self.samples, DETERMINISTIC_STEPS)
+        return self.samples
+
+    def tolerance_of(self, spec: MethodSpec) -> float | None:
+        """The tolerance of ``spec`` (None for the methods that do not sample)."""
+        return self.tolerance if is_smoothing(spec) else None
+
+
+def budget(settings: Settings) -> Budget:
+    """The budget the options ask for (``--samples``, ``--tolerance``, ``--max-samples``).
+
+    ``--samples N`` fixes the count; otherwise each smoothing method samples to ``--tolerance``
+    (default :data:`DEFAULT_TOLERANCE`) under the cap ``--max-samples`` (default
+    :data:`DEFAULT_MAX_SAMPLES`).
+
+    Raises:
+        CLIError: ``--samples`` with ``--tolerance`` or ``--max-samples`` (which one rules
+            would be ambiguous).
+    """
+    if settings.samples is not None:
+        for option, value in (
+            ("--tolerance", settings.tolerance),
+            ("--max-samples", settings.max_samples),
+        ):
+            if value is not None:
+                raise CLIError(
+                    f"--samples {settings.samples} fixes the sample count and {option} {value} "
+                    "is for sampling to a tolerance: give one of them (--tolerance T "
+                    "--max-samples N samples until the error is T, at most N gradients)"
+                )
+        return Budget(settings.samples, None)
+    return Budget(
+        DEFAULT_MAX_SAMPLES if settings.max_samples is None else settings.max_samples,
+        DEFAULT_TOLERANCE if settings.tolerance is None else settings.tolerance,
+    )
 
 
 @dataclass
@@ -60,6 +138,11 @@ class _Inputs:
     probs: Tensor
     predicted: Tensor
     targets: list[int]
+    budget: Budget
+    #: The weight-noise scale s of NoiseGrad and FusionGrad (None: the table's) and how it was
+    #: chosen (for the report).
+    weight_stdev: float | None = None
+    weight_noise: dict[str, Any] | None = None
 
 
 def _check_out(out: Path) -> None:
@@ -73,8 +156,13 @@ def _check_out(out: Path) -> None:
 
 
 def _check_numbers(settings: Settings) -> None:
-    if settings.samples < 1:
-        raise CLIError(f"--samples must be >= 1, got {settings.samples}")
+    for option, value in (("--samples", settings.samples), ("--max-samples", settings.max_samples)):
+        if value is not None and value < 1:
+            raise CLIError(f"{option} must be >= 1, got {value}")
+    if settings.weight_noise is not None and not (
+        math.isfinite(settings.weight_noise) and settings.weight_noise >= 0
+    ):
+        raise CLIError(f"--weight-noise must be a number >= 0, got {settings.weight_noise}")
     if settings.size < 8:
         raise CLIError(f"--size must be >= 8, got {settings.size}")
     if settings.tolerance is not None and not (
@@ -85,25 +173,54 @@ def _check_numbers(settings: Settings) -> None:
         raise CLIError(f"--auc-steps must be >= 0, got {settings.auc_steps}")
 
 
-def validate(settings: Settings) -> list[MethodSpec]:
+def _check_effect(settings: Settings, specs: list[MethodSpec]) -> None:
+    """Options that would change none of the methods run are errors, not silently ignored."""
+    names = ", ".join(s.name for s in specs)
+    if settings.kernel is not None and not any(s.uses_kernel for s in specs):
+        raise CLIError(
+            f"--kernel {settings.kernel} changes none of the methods run ({names}); it is for "
+            "smoothgrad, adaptgrad, fusiongrad and smoothtaylor (smoothgrad-<kernel> fixes its own)"
+        )
+    if settings.weight_noise is not None and not any(_has_weight_noise(s) for s in specs):
+        raise CLIError(
+            f"--weight-noise changes none of the methods run ({names}); it is for "
+            "noisegrad and fusiongrad"
+        )
+    if settings.tolerance is not None and not any(is_smoothing(s) for s in specs):
+        raise CLIError(f"--tolerance changes none of the methods run ({names}): none samples")
+
+
+def _has_weight_noise(spec: MethodSpec) -> bool:
+    return "weight_stdev" in spec.kwargs(2)
+
+
+def validate(settings: Settings) -> tuple[list[MethodSpec], Budget]:
     """Check the options (before anything is loaded or written); return the methods to run.
+
+    Returns:
+        The methods and the budget.
 
     Raises:
         CLIError: The first bad option.
     """
-    from ..noise import kernel_names
-
     _check_numbers(settings)
-    if settings.kernel is not None and settings.kernel not in kernel_names():
-        raise CLIError(
-            f"unknown kernel {settings.kernel!r}; known kernels: {', '.join(kernel_names())}"
-        )
+    plan = budget(settings)
+    if settings.kernel is not None:
+        try:
+            resolve_kernel(settings.kernel)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from exc
     _check_out(settings.out)
     names = list(DEFAULT_METHODS) if settings.methods is None else settings.methods
     try:
-        return resolve_methods(names)
+        for name in names:  # one naming scheme with explain-dataset: old names are refused
+            if name.strip().lower() in RENAMED:
+                cli_method(name)
+        specs = resolve_methods(names)
     except ValueError as exc:
         raise CLIError(str(exc)) from exc
+    _check_effect(settings, specs)
+    return specs, plan
 
 
 def _predict(model: nn.Module, images: Tensor) -> Tensor:
@@ -118,9 +235,11 @@ def _predict(model: nn.Module, images: Tensor) -> Tensor:
     return logits.float()
 
 
-def _load_inputs(settings: Settings) -> _Inputs:
+def _load_inputs(settings: Settings, plan: Budget) -> _Inputs:
     images, names = load_images(settings.images, settings.size)
     loaded = load_model(settings.model)
+    for note in loaded.warnings:
+        warn(note)
     logits = _predict(loaded.module, images)
     n_outputs = logits.shape[1]
     classes = output_classes(loaded.classes, n_outputs)
@@ -128,7 +247,7 @@ def _load_inputs(settings: Settings) -> _Inputs:
     probs = logits.softmax(dim=1)
     predicted = probs.argmax(dim=1)
     targets = [int(p) if fixed_target is None else fixed_target for p in predicted]
-    return _Inputs(loaded, images, names, classes, probs, predicted, targets)
+    return _Inputs(loaded, images, names, classes, probs, predicted, targets, plan)
 
 
 def _progress(total: int, enabled: bool, desc: str) -> Any:
@@ -139,36 +258,61 @@ def _progress(total: int, enabled: bool, desc: str) -> Any:
     )
 
 
+def _call(
+    spec: MethodSpec, settings: Settings, inputs: _Inputs, i: int, samples: int, **extra: Any
+) -> Tensor:
+    return spec.attribute(
+        inputs.loaded.module,
+        inputs.images[i : i + 1],
+        inputs.targets[i],
+        samples,
+        seed=settings.seed + i,
+        kernel=settings.kernel,
+        magnitude=not settings.sign,
+        weight_stdev=inputs.weight_stdev,
+        **extra,
+    )
+
+
+def _warm_up(spec: MethodSpec, settings: Settings, inputs: _Inputs) -> None:
+    """One untimed small call, so that the timed ones do not pay for first-call set-up."""
+    _call(spec, settings, inputs, 0, min(2, inputs.budget.of(spec)))
+
+
 def _explain_one(
     spec: MethodSpec, settings: Settings, inputs: _Inputs, i: int
 ) -> tuple[Tensor, Row]:
-    x = inputs.images[i : i + 1]
-    start = time.perf_counter()
+    plan = inputs.budget
     sampling: dict[str, float] = {}
+    start = time.perf_counter()
     try:
-        maps = spec.attribute(
-            inputs.loaded.module,
-            x,
-            inputs.targets[i],
-            settings.samples,
-            seed=settings.seed + i,
-            kernel=settings.kernel,
-            tolerance=settings.tolerance,
+        maps = _call(
+            spec,
+            settings,
+            inputs,
+            i,
+            plan.of(spec),
+            tolerance=plan.tolerance_of(spec),
             report=sampling,
         )
     except Exception as exc:
         raise RuntimeError(f"{spec.label} failed on {inputs.names[i]}: {short(exc)}") from exc
-    return maps, Row(
+    seconds = time.perf_counter() - start
+    used = sampling.get("gradients_used")
+    evaluations = spec.evaluations(plan.of(spec)) if used is None else round(used)
+    target = inputs.targets[i]
+    row = Row(
         inputs.names[i],
         spec.name,
         spec.label,
         "method",
-        inputs.targets[i],
-        inputs.classes[inputs.targets[i]],
-        spec.evaluations(settings.samples),
-        time.perf_counter() - start,
+        target,
+        inputs.classes[target],
+        evaluations,
+        seconds,
         dict(sampling),
     )
+    return maps, row
 
 
 def _run_methods(
@@ -178,6 +322,8 @@ def _run_methods(
     rows: list[Row] = []
     with _progress(len(specs) * len(inputs.images), settings.progress, "explaining") as bar:
         for spec in specs:
+            bar.set_postfix_str(f"{spec.label}: warm-up")
+            _warm_up(spec, settings, inputs)
             for i in range(len(inputs.images)):
                 bar.set_postfix_str(f"{spec.label} on {inputs.names[i]}")
                 maps, row = _explain_one(spec, settings, inputs, i)
@@ -185,6 +331,26 @@ def _run_methods(
                 rows.append(row)
                 bar.update(1)
     return attributions, rows
+
+
+def _tolerance_warnings(rows: list[Row], plan: Budget) -> list[str]:
+    """One warning per method whose maps did not reach the tolerance under the cap."""
+    messages = []
+    for method in dict.fromkeys(r.method for r in rows):
+        missed = [
+            r for r in rows if r.method == method and r.metrics.get("tolerance_reached") == 0.0
+        ]
+        if not missed:
+            continue
+        where = ", ".join(f"{r.image} ({r.metrics['mc_error']:.2f})" for r in missed)
+        messages.append(
+            warn(
+                f"{missed[0].label}: the relative Monte-Carlo error did not reach the tolerance "
+                f"{plan.tolerance:g} within the cap of {plan.samples} gradients on {where}; those "
+                "maps are marked * in the table (raise --max-samples, or read them as noisy)"
+            )
+        )
+    return messages
 
 
 def _add_controls(
@@ -198,7 +364,9 @@ def _add_controls(
         grad = get_method("gradient")
         model = inputs.loaded.module
         gradients = [
-            grad.attribute(model, inputs.images[i : i + 1], inputs.targets[i], 1)
+            grad.attribute(
+                model, inputs.images[i : i + 1], inputs.targets[i], 1, magnitude=not settings.sign
+            )
             for i in range(n_images)
         ]
     for i in range(n_images):
@@ -265,33 +433,71 @@ def _image_info(settings: Settings, inputs: _Inputs) -> list[dict[str, Any]]:
 
 
 def _report(
-    settings: Settings, inputs: _Inputs, specs: list[MethodSpec], rows: list[Row]
+    settings: Settings,
+    inputs: _Inputs,
+    specs: list[MethodSpec],
+    rows: list[Row],
+    notes: list[str],
 ) -> dict[str, Any]:
+    plan = inputs.budget
     return {
         "command": settings.command,
         "model": inputs.loaded.description,
-        "samples": settings.samples,
+        "samples": plan.samples,
+        "sampling": "fixed" if plan.tolerance is None else "to tolerance",
+        "tolerance": plan.tolerance,
         "seed": settings.seed,
         "kernel": settings.kernel,
-        "tolerance": settings.tolerance,
+        "convention": "signed" if settings.sign else "magnitude",
+        "weight_noise": inputs.weight_noise,
         "image_size": settings.size,
         "auc_steps": settings.auc_steps,
         "versions": versions(),
         "images": _image_info(settings, inputs),
-        "methods": [
-            {
-                "name": s.name,
-                "label": s.label,
-                "summary": s.summary,
-                "gradient_evaluations": s.evaluations(settings.samples),
-                "settings": s.settings(settings.samples),
-            }
-            for s in specs
-        ],
+        "methods": [_method_info(s, inputs) for s in specs],
         "results": [r.as_dict() for r in rows],
         "summary": summarise(rows),
+        "warnings": notes,
+        "legend": legend(plan.tolerance),
         "files": {"grid": "comparison.png", "json": "metrics.json", "csv": "metrics.csv"},
     }
+
+
+def _method_info(spec: MethodSpec, inputs: _Inputs) -> dict[str, Any]:
+    plan = inputs.budget
+    settings = spec.settings(plan.of(spec))
+    if "weight_stdev" in settings and inputs.weight_stdev is not None:
+        settings["weight_stdev"] = inputs.weight_stdev
+    return {
+        "name": spec.name,
+        "label": spec.label,
+        "summary": spec.summary,
+        "gradient_evaluations": spec.evaluations(plan.of(spec)),
+        "tolerance": plan.tolerance_of(spec),
+        "convention": "signed" if spec.signed_only else "magnitude or signed (--sign)",
+        "settings": settings,
+    }
+
+
+def _row_label(info: dict[str, Any]) -> str:
+    """The first column's title: the class explained, and the prediction when it differs."""
+    label = f"{info['name']}: {info['target_class']} {info['target_probability']:.2f}"
+    if info["target"] != info["predicted_index"]:
+        label += f"\n(predicted {info['predicted_class']} {info['probability']:.2f})"
+    return label
+
+
+def _caption(row: Row) -> str:
+    """What is printed under a map: gradients used and the Monte-Carlo error reached."""
+    if row.kind == "control":
+        return ""
+    error = row.metrics.get("mc_error")
+    n = row.gradient_evaluations
+    text = f"{n} grad{'' if n == 1 else 's'}"
+    if error is not None:
+        mark = "*" if row.metrics.get("tolerance_reached") == 0.0 else ""
+        text += f", MC err {error:.2f}{mark}"
+    return text
 
 
 def _write(
@@ -300,22 +506,34 @@ def _write(
     specs: list[MethodSpec],
     attributions: dict[str, list[Tensor]],
     rows: list[Row],
+    notes: list[str],
 ) -> None:
-    report = _report(settings, inputs, specs, rows)
+    report = _report(settings, inputs, specs, rows, notes)
     image_info = report["images"]
-    row_labels = [
-        f"{info['name']}: {info['predicted_class']} {info['probability']:.2f}"
-        for info in image_info
-    ]
     n_images = len(inputs.images)
-    titles = {}
-    for spec in specs:
-        seconds = sum(r.time_s for r in rows if r.method == spec.name) / n_images
-        titles[spec.name] = f"{spec.label}\n{seconds:.2f} s/image"
-    # The grid shows sum_c |a_c| (the quantity scored), not Captum's |sum_c a_c|.
-    grid_maps = {spec.name: torch.cat(attributions[spec.name]).abs() for spec in specs}
+    titles, captions = {}, {}
+    for name in attributions:
+        own = [r for r in rows if r.method == name]
+        seconds = sum(r.time_s for r in own) / n_images
+        timing = f"\n{seconds:.2f} s/image" if own[0].kind == "method" else "\n(control)"
+        titles[name] = own[0].label + timing
+        captions[name] = [_caption(r) for r in own]
+    # Magnitude view: sum_c |a_c| (the quantity scored); signed view: sum_c a_c.
+    grid_maps = {
+        name: torch.cat(maps) if settings.sign else torch.cat(maps).abs()
+        for name, maps in attributions.items()
+    }
     write_outputs(
-        settings.out, settings.style, inputs.images, grid_maps, titles, row_labels, report, rows
+        settings.out,
+        settings.style,
+        inputs.images,
+        grid_maps,
+        titles,
+        [_row_label(info) for info in image_info],
+        report,
+        rows,
+        captions=captions,
+        sign="all" if settings.sign else "absolute_value",
     )
     print(format_report(report, image_info))
     print(f"wrote {settings.out / 'comparison.png'}, metrics.json and metrics.csv")
@@ -331,14 +549,36 @@ def run(settings: Settings) -> int:
         CLIError: Bad input (nothing written).
     """
     warnings.filterwarnings("ignore", message=r"Input Tensor \d+ did not already require")
-    specs = validate(settings)
-    inputs = _load_inputs(settings)
+    specs, plan = validate(settings)
+    inputs = _load_inputs(settings, plan)
+    notes = list(inputs.loaded.warnings)
+    notes += _choose_weight_noise(settings, specs, inputs)
     # ---- compute (nothing written yet)
     torch.manual_seed(settings.seed)
     attributions, rows = _run_methods(specs, settings, inputs)
+    notes += _tolerance_warnings(rows, plan)
     if settings.controls:
         _add_controls(settings, inputs, attributions, rows)
     _score_rows(settings, inputs, attributions, rows)
     # ---- report
-    _write(settings, inputs, specs, attributions, rows)
+    _write(settings, inputs, specs, attributions, rows, notes)
     return 0
+
+
+def _choose_weight_noise(settings: Settings, specs: list[MethodSpec], inputs: _Inputs) -> list[str]:
+    """Set the weight-noise scale: ``--weight-noise``, else calibrated (and cached)."""
+    if not any(_has_weight_noise(s) for s in specs):
+        return []
+    if settings.weight_noise is not None:
+        inputs.weight_stdev = settings.weight_noise
+        inputs.weight_noise = {"stdev": settings.weight_noise, "chosen_by": "--weight-noise"}
+        return []
+    from .calibrate import calibrated_weight_noise
+
+    found = calibrated_weight_noise(
+        inputs.loaded.module, settings.size, settings.seed, progress=settings.progress
+    )
+    inputs.weight_stdev = found.stdev
+    inputs.weight_noise = found.as_dict()
+    print(found.describe(), file=sys.stderr)
+    return [warn(note) for note in found.warnings]

@@ -16,7 +16,7 @@ import re
 import sys
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,8 @@ class LoadedModel:
     module: nn.Module
     description: str
     classes: list[str] | None = None
+    #: What the user must know about this model (printed as warnings, kept in the report).
+    warnings: list[str] = field(default_factory=list)
 
 
 class _Normalized(nn.Module):
@@ -179,7 +181,14 @@ def load_model(spec: str | None = None) -> LoadedModel:
     classes = getattr(module, "classes", None)
     if not (isinstance(classes, (list, tuple)) and all(isinstance(c, str) for c in classes)):
         classes = None
-    return LoadedModel(module.eval(), description, list(classes) if classes else None)
+    notes = []
+    if spec.startswith("torchvision:") and len(spec.split(":")) == 2:
+        name = spec.split(":")[1]
+        notes.append(
+            f"{spec} has RANDOM weights (no WEIGHTS named): its predictions and maps explain an "
+            f"untrained network; name cached weights, e.g. torchvision:{name}:DEFAULT"
+        )
+    return LoadedModel(module.eval(), description, list(classes) if classes else None, notes)
 
 
 def output_classes(classes: list[str] | None, n_outputs: int) -> list[str]:

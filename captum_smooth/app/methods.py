@@ -18,17 +18,28 @@ name                   what is called                                           
 ``smoothgrad-<k>``     SmoothGrad with kernel ``<k>`` (any of ``kernel_names()``)  N
 =====================  =========================================================  ===========
 
-Every gradient method is called with signed gradients (``abs=False``): the maps are averaged
-signed and shown and scored by magnitude. Other front ends read the same entries: the
-benchmarks take a spec's class and its :meth:`MethodSpec.kwargs` with their own overrides;
-``explain-dataset`` offers :func:`method_names`; Insights offers the table's smoothing methods.
+Map conventions (:meth:`MethodSpec.attribute`, ``magnitude=``): the table's arguments average
+signed gradients (``abs=False``, what the benchmarks use). The command line's default view is the
+*magnitude* (``magnitude=True``): each gradient sample is taken in absolute value before the
+mean (the SmoothGrad paper's ImageNet convention), so its maps and their Monte-Carlo error are
+those of ``mean |gradient|``. SmoothTaylor and Integrated Gradients are signed by construction
+(their terms sum to an output difference): they are always averaged signed
+(:attr:`MethodSpec.signed_only`). ``--sign`` averages every method signed.
+
+Other front ends read the same entries: the benchmarks take a spec's class and its
+:meth:`MethodSpec.kwargs` with their own overrides; ``explain-dataset`` offers
+:func:`method_names`; Insights offers the table's smoothing methods.
 Old names are aliases here (``saliency``, ``integrated-gradients``; see :data:`RENAMED`).
+Kernels are named as the methods are, with hyphens (``student-t``, ``smoothgrad-student-t``;
+:func:`kernel_cli_names`, :func:`resolve_kernel`); the library's spelling (``student_t``) is
+accepted too.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -47,16 +58,22 @@ from ..noise import kernel_names
 
 __all__ = [
     "DEFAULT_METHODS",
+    "FUSION_INPUT_DRAWS",
     "RENAMED",
     "MethodSpec",
+    "cli_method",
     "get_method",
+    "kernel_cli_names",
     "listing",
     "method_names",
+    "resolve_kernel",
     "resolve_methods",
 ]
 
 #: Images in ``[0, 1]``: the bounds of the input noise.
 _IMAGE_BOUNDS = (0.0, 1.0)
+#: Input draws per weight draw of FusionGrad sampling to a tolerance (the weight draws vary).
+FUSION_INPUT_DRAWS = 4
 #: Noisy copies per inner call (bounded memory; 8-16 was fastest on a 2-core CPU).
 _CHUNK = 8
 
@@ -121,6 +138,24 @@ class MethodSpec:
         merged = {**self.arguments(samples), **self.fixed}
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in merged.items()}
 
+    @property
+    def signed_only(self) -> bool:
+        """Whether the method's terms are signed by construction (no magnitude convention)."""
+        return "abs" not in self.arguments(2)
+
+    def budget_kwargs(self, samples: int, tolerance: float | None) -> dict[str, Any]:
+        """The arguments at ``samples`` gradients, or with ``samples`` as the cap of a tolerance.
+
+        Under a tolerance, FusionGrad keeps :data:`FUSION_INPUT_DRAWS` input draws per weight
+        draw and samples weight draws (its error is the spread between weight draws) up to
+        ``samples // FUSION_INPUT_DRAWS``.
+        """
+        kwargs = self.kwargs(samples)
+        if tolerance is not None and "n_weight_samples" in kwargs and "nt_samples" in kwargs:
+            kwargs["nt_samples"] = FUSION_INPUT_DRAWS
+            kwargs["n_weight_samples"] = max(2, samples // FUSION_INPUT_DRAWS)
+        return kwargs
+
     def attribute(
         self,
         model: Callable[..., Tensor],
@@ -132,6 +167,8 @@ class MethodSpec:
         kernel: str | None = None,
         tolerance: float | None = None,
         report: dict[str, float] | None = None,
+        magnitude: bool = False,
+        weight_stdev: float | None = None,
     ) -> Tensor:
         """Build the method on ``model`` and explain ``inputs`` at budget ``samples``.
 
@@ -142,40 +179,98 @@ class MethodSpec:
             samples: Gradient evaluations per image (>= 1).
             seed: Seed of the method's noise (None: torch's global random state).
             kernel: Input-noise kernel for the methods that draw input noise (ignored by the
-                others and by ``smoothgrad-<kernel>``, whose kernel is fixed).
+                others and by ``smoothgrad-<kernel>``, whose kernel is fixed); either spelling.
             tolerance: For the smoothing methods: sample until the relative Monte-Carlo error of
                 the map is at most this, with ``samples`` as the budget's maximum.
             report: If given, filled for the smoothing methods with ``mc_error`` (the map's
-                relative Monte-Carlo error ``||SE|| / ||map||``) and ``samples_used``.
+                relative Monte-Carlo error ``||SE|| / ||map||``, mean over examples),
+                ``samples_used`` (samples averaged: weight draws for NoiseGrad and FusionGrad),
+                ``gradients_used`` (gradient evaluations averaged) and, under a tolerance,
+                ``tolerance_reached`` (1.0 or 0.0).
+            magnitude: Average ``|gradient|`` per sample (the magnitude convention) instead of
+                signed gradients; no effect on :attr:`signed_only` methods.
+            weight_stdev: The weight-noise scale ``s`` for NoiseGrad and FusionGrad (None: the
+                table's 0.2); ignored by the others.
 
         Returns:
             The attributions, shaped like ``inputs``, detached.
 
         Raises:
             TypeError, ValueError: If ``samples`` is not an int >= 1.
+
+        Examples::
+
+            >>> report = {}
+            >>> maps = get_method("smoothgrad").attribute(
+            ...     model, images, 3, 64, seed=0, tolerance=0.2, magnitude=True, report=report
+            ... )  # doctest: +SKIP
+            >>> report["mc_error"] <= 0.2 or not report["tolerance_reached"]  # doctest: +SKIP
+            True
         """
-        kwargs = self.kwargs(samples)
+        kwargs = self.budget_kwargs(samples, tolerance)
         method = self.cls(model)
         if kernel is not None and self.uses_kernel:
-            kwargs["kernel"] = kernel
+            kwargs["kernel"] = resolve_kernel(kernel)
         if seed is not None and self._accepts("generator"):
             kwargs["generator"] = seed
+        if magnitude and "abs" in kwargs:
+            kwargs["abs"] = True
+        if weight_stdev is not None and "weight_stdev" in kwargs:
+            kwargs["weight_stdev"] = weight_stdev
         smoothing = isinstance(method, SmoothingPreset)
         if smoothing:
             kwargs["return_error"] = True
             if tolerance is not None:
                 kwargs["tolerance"] = tolerance
-        with torch.enable_grad(), warnings.catch_warnings():
-            # Captum's note that it set requires_grad on the inputs itself: expected here.
-            warnings.filterwarnings("ignore", message=r"Input Tensor \d+ did not already")
-            result = method.attribute(inputs, target=target, **kwargs)
-        if isinstance(result, tuple):
-            result = result[0]
-        last = method.last_report if smoothing else None
-        if report is not None and last is not None and last.error is not None:
-            report["mc_error"] = float(last.error.relative_error.mean())
-            report["samples_used"] = float(last.error.n_samples.float().mean())
+        result = _call_quietly(method, inputs, target, kwargs)
+        if report is not None and smoothing:
+            _fill_report(report, method.last_report, kwargs, tolerance)
         return result.detach()
+
+
+def _call_quietly(
+    method: Attribution, inputs: Tensor, target: Any, kwargs: dict[str, Any]
+) -> Tensor:
+    """``method.attribute``, without the warnings its caller reports itself.
+
+    Captum's note that it set ``requires_grad`` is expected here; the library's warning that a
+    tolerance was not reached (``ToleranceNotReachedWarning``, where the library has it) is
+    replaced by the caller's own, from the report (one warning, not two).
+    """
+    with torch.enable_grad(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = method.attribute(inputs, target=target, **kwargs)
+    for item in caught:
+        if _ignored(item):
+            continue
+        warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+    if isinstance(result, tuple):
+        result = result[0]
+    return result
+
+
+def _ignored(item: warnings.WarningMessage) -> bool:
+    if item.category.__name__ == "ToleranceNotReachedWarning":
+        return True
+    return bool(re.match(r"Input Tensor \d+ did not already", str(item.message)))
+
+
+def _fill_report(
+    report: dict[str, float], last: Any, kwargs: dict[str, Any], tolerance: float | None
+) -> None:
+    if last is None or last.error is None:
+        return
+    used = last.error.n_samples.float()
+    # Nested sampling (FusionGrad): a sample is a weight draw of `nt_samples` gradients.
+    per_sample = (
+        kwargs["nt_samples"] if "n_weight_samples" in kwargs and "nt_samples" in kwargs else 1
+    )
+    errors = last.error.relative_error
+    report["mc_error"] = float(errors.mean())
+    report["samples_used"] = float(used.mean())
+    report["gradients_used"] = float(used.mean()) * per_sample
+    if tolerance is not None:
+        report["tolerance_reached"] = float(bool((errors <= tolerance).all()))
 
 
 def _smoothgrad_args(samples: int) -> dict[str, Any]:
@@ -311,6 +406,43 @@ DEFAULT_METHODS: tuple[str, ...] = (
 _KERNEL_PREFIX = "smoothgrad-"
 
 
+def kernel_cli_names() -> list[str]:
+    """The registered kernels as the command line names them (hyphens: ``student-t``).
+
+    Returns:
+        One name per kernel of :func:`~captum_smooth.noise.kernel_names`, in its order.
+
+    Examples::
+
+        >>> "student-t" in kernel_cli_names()
+        True
+    """
+    return [k.replace("_", "-") for k in kernel_names()]
+
+
+def resolve_kernel(text: str) -> str:
+    """The library's kernel name for ``text`` (``student-t`` or ``student_t``, any case).
+
+    Args:
+        text: A kernel name as the command line or the library spells it.
+
+    Returns:
+        The registered name (``student_t``).
+
+    Raises:
+        ValueError: An unknown kernel (the message lists :func:`kernel_cli_names`).
+
+    Examples::
+
+        >>> resolve_kernel("Student-T")
+        'student_t'
+    """
+    key = text.strip().lower().replace("-", "_")
+    if key in kernel_names():
+        return key
+    raise ValueError(f"unknown kernel {text!r}; known kernels: {', '.join(kernel_cli_names())}")
+
+
 def method_names() -> list[str]:
     """Every method name ``get_method`` knows (kernel variants included).
 
@@ -322,7 +454,7 @@ def method_names() -> list[str]:
         >>> "smoothgrad-laplace" in method_names()
         True
     """
-    return list(_METHODS) + [_KERNEL_PREFIX + k.replace("_", "-") for k in kernel_names()]
+    return list(_METHODS) + [_KERNEL_PREFIX + k for k in kernel_cli_names()]
 
 
 def get_method(name: str) -> MethodSpec:
@@ -364,6 +496,28 @@ def get_method(name: str) -> MethodSpec:
                 fixed={"kernel": kernel},
             )
     raise ValueError(f"unknown method {name!r}; known methods: {', '.join(method_names())}")
+
+
+def cli_method(text: str) -> MethodSpec:
+    """A method named on the command line (``explain``, ``demo``, ``explain-dataset`` alike).
+
+    The table's names and aliases, except the names of earlier versions (:data:`RENAMED`),
+    which are refused with their new name so that every command speaks one naming scheme.
+
+    Raises:
+        ValueError: An old name (the message names the new one) or an unknown name.
+
+    Examples::
+
+        >>> cli_method("smoothgrad-student-t").fixed
+        {'kernel': 'student_t'}
+    """
+    key = text.strip().lower()
+    if key in RENAMED:
+        raise ValueError(
+            f"method {text!r} is now called {RENAMED[key]!r} (see `captum-smooth methods`)"
+        )
+    return get_method(key)
 
 
 def resolve_methods(names: Sequence[str]) -> list[MethodSpec]:
@@ -417,6 +571,6 @@ def listing() -> str:
         :func:`~captum_smooth.core.reducers.register_reducer`).
     """
     lines = [f"{name:28s} {get_method(name).summary}" for name in method_names()]
-    lines.append(f"{'kernels':28s} {', '.join(kernel_names())}")
+    lines.append(f"{'kernels (--kernel)':28s} {', '.join(kernel_cli_names())}")
     lines.append(f"{'reducers':28s} {', '.join(reducer_names())}")
     return "\n".join(lines)

@@ -152,60 +152,37 @@ def _draw(
     axis.set_axis_off()
 
 
-def comparison_grid(
-    images: ArrayLike | Sequence[ArrayLike],
-    attributions: Mapping[str, ArrayLike],
-    titles: Mapping[str, str] | None = None,
-    row_labels: Sequence[str] | None = None,
-    path: str | os.PathLike[str] | None = None,
-    *,
-    method: str = "heat_map",
-    sign: str = "absolute_value",
-    cmap: Any = None,
-    cell_size: float = 2.0,
-    dpi: int = 100,
-) -> Any:
-    """Draw a grid: one row per image, the image then one Captum heat map per method.
+def _colormap(sign: str, cmap: Any) -> Any:
+    """The colormap Captum uses for ``sign`` (when ``cmap`` is None), for the colour bar."""
+    if cmap is not None:
+        return cmap
+    if sign == "all":
+        from matplotlib.colors import LinearSegmentedColormap
 
-    Each heat map is drawn by ``captum.attr.visualization.visualize_image_attr`` (channels
-    summed, outliers clipped at the 98th percentile, as Captum does) from the ``(H, W, C)``
-    arrays of :func:`to_hwc`.
+        return LinearSegmentedColormap.from_list("RdWhGn", ["red", "white", "green"])
+    return {"positive": "Greens", "negative": "Reds"}.get(sign, "Blues")
 
-    Args:
-        images: ``(B, C, H, W)`` images with values in ``[0, 1]`` (C = 1 or 3), or a sequence
-            of ``(C, H, W)`` images.
-        attributions: ``{method name: (B, C, H, W) attributions}``, one column each, in order.
-        titles: Column titles by method name (default: the names). Shown on the first row.
-        row_labels: One title per image for the first column (e.g. the predicted class).
-        path: Where to save the PNG (None: not saved).
-        method: Captum visualisation method: ``heat_map``, ``blended_heat_map``,
-            ``masked_image`` or ``alpha_scaling``. Default: ``heat_map``.
-        sign: ``absolute_value``, ``positive``, ``negative`` or ``all``. Default:
-            ``absolute_value``.
-        cmap: A matplotlib colormap (default: Captum's for the sign).
-        cell_size: Side of one cell in inches. Default: 2.0.
-        dpi: Resolution; the PNG is ``round(cols * cell_size * dpi)`` by
-            ``round(rows * cell_size * dpi)`` pixels. Default: 100.
 
-    Returns:
-        The ``matplotlib.figure.Figure``.
+def _colour_bar(figure: Any, sign: str, cmap: Any) -> None:
+    """One bar for the whole grid: every map is scaled by Captum to its own 98th percentile."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
 
-    Raises:
-        ValueError: If the attributions do not match the images in number or size, or a
-            label list has the wrong length.
+    low = -1.0 if sign == "all" else 0.0
+    mappable = ScalarMappable(Normalize(low, 1.0), _colormap(sign, cmap))
+    axis = figure.add_axes((0.955, 0.15, 0.012, 0.6))
+    bar = figure.colorbar(mappable, cax=axis)
+    what = "signed attribution" if sign == "all" else "|attribution|"
+    bar.set_label(f"{what} / its 98th percentile (per map)", fontsize=6)
+    bar.ax.tick_params(labelsize=6)
 
-    Examples::
 
-        >>> fig = comparison_grid(images, {"SmoothGrad": sg_maps}, path="grid.png")
-        ... # doctest: +SKIP
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    image_list = _images_hwc(images)
-    n_rows = len(image_list)
+def _check_columns(
+    attributions: Mapping[str, ArrayLike], image_list: list[np.ndarray]
+) -> dict[str, list[np.ndarray]]:
     if not isinstance(attributions, Mapping):
         raise TypeError("attributions must be a mapping {method name: (B, C, H, W) tensor}")
+    n_rows = len(image_list)
     columns: dict[str, list[np.ndarray]] = {}
     for name, value in attributions.items():
         maps = to_hwc(value, batched=False)
@@ -220,8 +197,80 @@ def comparison_grid(
                     f"the images are {image.shape[:2]}"
                 )
         columns[name] = maps
+    return columns
+
+
+def _check_captions(
+    captions: Mapping[str, Sequence[str]] | None, n_rows: int
+) -> dict[str, Sequence[str]]:
+    for name, texts in (captions or {}).items():
+        if len(texts) != n_rows:
+            raise ValueError(f"captions[{name!r}] has {len(texts)} entries for {n_rows} images")
+    return dict(captions or {})
+
+
+def comparison_grid(
+    images: ArrayLike | Sequence[ArrayLike],
+    attributions: Mapping[str, ArrayLike],
+    titles: Mapping[str, str] | None = None,
+    row_labels: Sequence[str] | None = None,
+    path: str | os.PathLike[str] | None = None,
+    *,
+    method: str = "heat_map",
+    sign: str = "absolute_value",
+    cmap: Any = None,
+    cell_size: float = 2.0,
+    dpi: int = 100,
+    captions: Mapping[str, Sequence[str]] | None = None,
+    colorbar: bool = False,
+) -> Any:
+    """Draw a grid: one row per image, the image then one Captum heat map per method.
+
+    Each heat map is drawn by ``captum.attr.visualization.visualize_image_attr`` (channels
+    summed, outliers clipped at the 98th percentile, as Captum does) from the ``(H, W, C)``
+    arrays of :func:`to_hwc`.
+
+    Args:
+        images: ``(B, C, H, W)`` images with values in ``[0, 1]`` (C = 1 or 3), or a sequence
+            of ``(C, H, W)`` images.
+        attributions: ``{method name: (B, C, H, W) attributions}``, one column each, in order.
+        titles: Column titles by method name (default: the names). Shown on the first row.
+        row_labels: One title per image for the first column (e.g. the class explained).
+        path: Where to save the PNG (None: not saved).
+        method: Captum visualisation method: ``heat_map``, ``blended_heat_map``,
+            ``masked_image`` or ``alpha_scaling``. Default: ``heat_map``.
+        sign: ``absolute_value``, ``positive``, ``negative`` or ``all``. Default:
+            ``absolute_value``.
+        cmap: A matplotlib colormap (default: Captum's for the sign).
+        cell_size: Side of one cell in inches. Default: 2.0.
+        dpi: Resolution; the PNG is ``round(cols * cell_size * dpi)`` by
+            ``round(rows * cell_size * dpi)`` pixels. Default: 100.
+        captions: ``{method name: one text per image}`` printed under each map (e.g. the
+            samples used and the Monte-Carlo error). Default: None.
+        colorbar: Draw one colour bar at the right (inside the same size): Captum scales every
+            map to its own 98th percentile, so one bar reads for all. Default: False.
+
+    Returns:
+        The ``matplotlib.figure.Figure``.
+
+    Raises:
+        ValueError: If the attributions do not match the images in number or size, or a
+            label or caption list has the wrong length.
+
+    Examples::
+
+        >>> fig = comparison_grid(images, {"SmoothGrad": sg_maps}, path="grid.png")
+        ... # doctest: +SKIP
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    image_list = _images_hwc(images)
+    n_rows = len(image_list)
+    columns = _check_columns(attributions, image_list)
     if row_labels is not None and len(row_labels) != n_rows:
         raise ValueError(f"row_labels has {len(row_labels)} entries for {n_rows} images")
+    texts = _check_captions(captions, n_rows)
     titles = dict(titles or {})
     n_cols = 1 + len(columns)
     figure = Figure(figsize=(n_cols * cell_size, n_rows * cell_size), dpi=dpi)
@@ -233,9 +282,22 @@ def comparison_grid(
         for col, (name, maps) in enumerate(columns.items(), start=1):
             title = titles.get(name, name) if row == 0 else None
             _draw(axes[row][col], figure, maps[row], image, method, sign, cmap, title)
-    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.9, wspace=0.04, hspace=0.3)
+            if name in texts and texts[name][row]:
+                axes[row][col].text(
+                    0.5,
+                    -0.03,
+                    texts[name][row],
+                    ha="center",
+                    va="top",
+                    fontsize=6,
+                    transform=axes[row][col].transAxes,
+                )
+    right = 0.94 if colorbar else 0.99
+    figure.subplots_adjust(left=0.01, right=right, bottom=0.04, top=0.9, wspace=0.04, hspace=0.35)
     if n_rows > 1:
-        figure.subplots_adjust(top=1 - 0.28 / n_rows)
+        figure.subplots_adjust(top=1 - 0.3 / n_rows)
+    if colorbar:
+        _colour_bar(figure, sign, cmap)
     if path is not None:
         figure.savefig(os.fspath(path), format="png", dpi=dpi)
     return figure

@@ -7,8 +7,10 @@ np.ndarray``. This module builds one from a Captum method. Quantus stays optiona
 imports it.
 
 Quantus 0.6.0 on numpy >= 2.4: ``np.trapz`` (removed from numpy) breaks PixelFlipping, IROF,
-Selectivity and RegionPerturbation, and ``np.NaN`` breaks Continuity. Call
-:func:`patch_numpy_for_quantus` once before evaluating to restore both names as aliases.
+Selectivity and RegionPerturbation, and ``np.NaN`` breaks Continuity.
+:func:`quantus_explain_func` applies :func:`patch_numpy_for_quantus` itself (both names restored
+as aliases, only where missing), so a Quantus metric called with its ``explain_func`` works
+without a step of the user's own.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ def quantus_explain_func(
     to a long tensor, runs ``attribute(inputs, target=targets, **attribute_kwargs, **kwargs)``
     with gradients enabled (keyword arguments given at call time win), and returns the
     attributions as a numpy array of the inputs' shape. The model's mode is not changed.
+    Building it applies :func:`patch_numpy_for_quantus` (Quantus 0.6.0 on numpy >= 2.4 needs it).
 
     ``method`` is either
 
@@ -104,6 +107,7 @@ def quantus_explain_func(
         >>> metric = quantus.Sparseness(disable_warnings=True)
         >>> scores = metric(model, x_batch, y_batch, explain_func=explain)
     """
+    patch_numpy_for_quantus()  # Quantus calls np.trapz / np.NaN, gone from numpy 2.4
     is_instance = isinstance(method, Attribution)
     if not is_instance and not callable(method):
         raise TypeError(

@@ -68,6 +68,12 @@ def _args(images: list[str], out: Path, *extra: str) -> list[str]:
     ]
 
 
+def _adaptive(args: list[str]) -> list[str]:
+    """``args`` without ``--samples N``: each smoothing method samples to a tolerance."""
+    i = args.index("--samples")
+    return args[:i] + args[i + 2 :]
+
+
 def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1, err
@@ -165,8 +171,8 @@ def test_explain_in_process_writes_grid_json_csv(
 
     with Image.open(out / "comparison.png") as png:
         assert png.format == "PNG"
-        # 2 image rows, 1 image column + 3 methods, 2 inches a cell at 100 dpi.
-        assert png.size == (4 * 200, 2 * 200)
+        # 2 image rows, 1 image column + 3 methods + 3 controls, 2 inches a cell at 100 dpi.
+        assert png.size == ((1 + 3 + N_CONTROLS) * 200, 2 * 200)
 
     report = json.loads((out / "metrics.json").read_text())
     assert [m["name"] for m in report["methods"]] == ["gradient", "smoothgrad", "adaptgrad"]
@@ -200,8 +206,8 @@ def test_explain_in_process_writes_grid_json_csv(
 
 def test_tolerance_reports_error_and_samples_used(images: list[str], tmp_path: Path) -> None:
     out = tmp_path / "tol"
-    args = _args(images, out, "-m", "smoothgrad,adaptgrad,gradient", "--tolerance", "0.5")
-    args[args.index("--samples") + 1] = "64"
+    args = _adaptive(_args(images, out, "-m", "smoothgrad,adaptgrad,gradient"))
+    args += ["--tolerance", "0.5", "--max-samples", "64"]
     assert cli.main(args) == 0
     report = json.loads((out / "metrics.json").read_text())
     assert report["tolerance"] == 0.5
@@ -414,7 +420,7 @@ def test_python_m_explain_subprocess(images: list[str], tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "SmoothGrad" in result.stdout
     with Image.open(out / "comparison.png") as png:
-        assert png.size == (3 * 200, 2 * 200)
+        assert png.size == ((1 + 2 + N_CONTROLS) * 200, 2 * 200)
 
 
 def test_python_m_bad_input_subprocess(tmp_path: Path) -> None:
@@ -444,7 +450,9 @@ def test_demo_on_the_embedded_model(tmp_path: Path) -> None:
     predicted = {i["name"]: i["predicted_class"] for i in report["images"]}
     assert predicted["coffee"] == "espresso"
     assert predicted["chelsea"] in ("Egyptian cat", "tiger cat", "tabby")
-    assert [m["name"] for m in report["methods"]] == list(DEFAULT_METHODS)
-    n_cols = 1 + len(report["methods"])
+    # The default methods but SmoothTaylor, which the demo leaves out and says why.
+    assert [m["name"] for m in report["methods"]] == list(cli.DEMO_METHODS)
+    assert set(cli.DEMO_METHODS) == set(DEFAULT_METHODS) - {"smoothtaylor"}
+    n_cols = 1 + len(report["methods"]) + N_CONTROLS
     with Image.open(out / "comparison.png") as png:
         assert png.size == (n_cols * 200, 3 * 200)
