@@ -187,6 +187,12 @@ def add_explain_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int, default=0, help="data loader workers")
     p.add_argument("--device", default=None, help="default: cuda:LOCAL_RANK if any, else cpu")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="recompute the finished shards whose data (images, labels) changed since they were "
+        "written (default: refuse other data than the store's)",
+    )
     p.set_defaults(func=run_explain_dataset)
     return p
 
@@ -334,6 +340,7 @@ def run_explain_dataset(args: argparse.Namespace) -> int:
             shard_size=args.shard_size,
             seed=args.seed,
             show_progress=not args.no_progress,
+            overwrite=args.overwrite,
             num_workers=args.num_workers,
             device=device,
             metadata=metadata,

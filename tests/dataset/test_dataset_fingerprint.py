@@ -152,3 +152,33 @@ def test_bad_dtypes_are_refused_before_any_work(tmp_path: Path, bad: object) -> 
 def test_overwrite_must_be_a_bool(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="overwrite must be a bool"), warnings.catch_warnings():
         run(saliency(), tmp_path / "s", overwrite="yes")
+
+
+def test_cli_refuses_other_data_unless_overwrite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("sklearn")
+    from captum_smooth.app import dataset_cli
+    from captum_smooth.app.models.digits import DigitsCNN
+
+    torch.manual_seed(0)
+    weights = tmp_path / "digits.pt"
+    torch.save(DigitsCNN().eval().state_dict(), weights)
+    argv = ["explain-dataset", "--data", "digits", "--out", str(tmp_path / "s"), "--limit", "24"]
+    argv += ["--method", "gradient", "--weights", str(weights), "--shard-size", "8"]
+    argv += ["--batch-size", "8", "--no-progress"]
+    assert dataset_cli.main(argv) == 0
+    first = AttributionStore(tmp_path / "s")[:]
+    real_data = dataset_cli._data
+
+    def other_digits(args: object) -> tuple:
+        (x, y), model, meta = real_data(args)
+        return (x.flip(-1), y), model, meta  # the same settings, other images
+
+    monkeypatch.setattr(dataset_cli, "_data", other_digits)
+    capsys.readouterr()
+    assert dataset_cli.main(argv) == 1
+    assert "other data" in capsys.readouterr().err
+    assert torch.equal(AttributionStore(tmp_path / "s")[:], first)
+    assert dataset_cli.main([*argv, "--overwrite"]) == 0
+    assert not torch.equal(AttributionStore(tmp_path / "s")[:], first)
