@@ -1,7 +1,10 @@
-"""SmoothLLMAttribution: Captum's LLMAttribution (perturbation methods) under weight noise."""
+"""SmoothLLMAttribution: Captum's LLMAttribution (perturbation methods) under weight noise,
+optionally with noise on the embedding output (FusionGrad)."""
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -9,17 +12,17 @@ from captum.attr import LLMAttribution, LLMAttributionResult
 from torch import Tensor
 
 from .._checks import GeneratorLike, resolve_generator
-from ..core import LoopOptions, MonteCarloError, SamplingReport
+from ..core import LoopOptions, MonteCarloError, SampleTransform, SamplingReport
 from ..core.error_model import relative_error
+from ..core.noising import StdevsType, is_zero
 from ..core.reducers import ReducerLike
 from .binding import SmoothedCall, weight_noise_for
+from .embedding_noise import EmbeddingNoise
 
 __all__ = ["SmoothLLMAttribution"]
 
 _SET_HERE = {
-    "noise_layer": "perturbation methods on text take weight noise only",
-    "stdevs": "perturbation methods on text take weight noise only (`weight_stdev`)",
-    "nt_samples": "the sample count is `n_weight_samples`",
+    "noise_layer": "the noise goes on the embedding output (`model.get_input_embeddings()`)",
     "weight_noise": "give the weight noise scale as `weight_stdev`",
     "additional_forward_args": "Captum's LLM wrapper passes the target tokens itself",
 }
@@ -44,7 +47,10 @@ class SmoothLLMAttribution(LLMAttribution):
     ``nt_type``) over ``n_weight_samples`` draws of the model with multiplicative
     ``N(1, weight_stdev^2)`` noise on every trainable weight (Bykov et al., NoiseGrad, 2022).
     Weight noise needs no input noise, so it smooths perturbation methods, which take no
-    gradient. The model is restored bit for bit afterwards, also on error. With
+    gradient. FusionGrad adds ``stdevs``: ``nt_samples`` draws of noise on the embedding output
+    per weight draw, each draw fixed for its sample and added in every forward pass of it (the
+    ablated inputs' too: the perturbed model ``g(h(x) + t)``). The model is restored bit for
+    bit and the embedding hook removed afterwards, also on error. With
     ``return_error`` the Monte-Carlo error comes back shaped like the result's attributions.
 
     Args:
@@ -59,6 +65,8 @@ class SmoothLLMAttribution(LLMAttribution):
         >>> inp = TextTemplateInput("{} lives in {}", values=["Dave", "Palm Coast"])
         >>> result = llm.attribute(inp, target="playing golf", n_weight_samples=10,
         ...                        weight_stdev=0.05, generator=0)
+        >>> fused = llm.attribute(inp, target="playing golf", n_weight_samples=10,
+        ...                       weight_stdev=0.05, stdevs=RangeShareSigma(0.01), nt_samples=2)
     """
 
     last_reports: list[SamplingReport]
@@ -67,16 +75,30 @@ class SmoothLLMAttribution(LLMAttribution):
         super().__init__(attr_method, tokenizer, attr_target)
         self.last_reports = []
 
+    def _embedding_noise(
+        self, inp: Any, stdevs: Any, generator: torch.Generator | None
+    ) -> EmbeddingNoise:
+        """The embedding noise, its sigma evaluated on the clean prompt's embedding output."""
+        model_inp = self._format_model_input(inp.to_model_input())
+        if "input_ids" not in model_inp:
+            raise TypeError("`stdevs` needs a text input (token ids for the embedding)")
+        embedding = self.model.get_input_embeddings()
+        with torch.no_grad():
+            clean = embedding(model_inp["input_ids"])
+        return EmbeddingNoise(embedding, stdevs, clean, generator)
+
     def attribute(  # type: ignore[override]
         self,
         inp: Any,
         target: str | Tensor | None = None,
         num_trials: int = 1,
         gen_args: dict[str, Any] | None = None,
-        use_cached_outputs: bool = True,
+        use_cached_outputs: bool | None = None,
         _inspect_forward: Any = None,
         forward_in_tokens: bool = True,
         *,
+        nt_samples: int = 1,
+        stdevs: StdevsType | None = None,
         n_weight_samples: int = 10,
         weight_stdev: float = 0.05,
         nt_type: str = "smoothgrad",
@@ -96,14 +118,22 @@ class SmoothLLMAttribution(LLMAttribution):
             target: The target text or token ids; None generates it (``gen_args``).
             num_trials: Captum's repetitions; must be 1 here (give ``n_weight_samples``).
             gen_args: Generation arguments when ``target`` is None (Captum's).
-            use_cached_outputs: Captum's option for token-by-token forward passes.
+            use_cached_outputs: Captum's option for token-by-token forward passes. Default:
+                None, Captum's True, but False with ``stdevs`` (a cached pass feeds only the
+                new token, whose embedding noise would land on position 0); True with
+                ``stdevs`` is an error.
             _inspect_forward: Captum's internal callback.
             forward_in_tokens: Captum's option (token-by-token or one sequence pass).
+            nt_samples: Samples of embedding noise per weight draw (with ``stdevs``). Default: 1.
+            stdevs: FusionGrad: noise on the embedding output, one fixed draw per sample added
+                in every forward pass of that sample (the ablated inputs' included); a float
+                (absolute), a tensor or a sigma rule evaluated on the clean prompt's embedding
+                output (e.g. ``RangeShareSigma(0.01)``). Default: None (weight noise only).
             n_weight_samples: Weight draws. Default: 10.
             weight_stdev: Multiplicative weight noise scale ``s``. Default: 0.05.
             nt_type: Reducer over the draws (``smoothgrad``, ``smoothgrad_sq``, ``vargrad``).
             reducer: A registered reducer name or factory (instead of ``nt_type``).
-            generator: A torch.Generator or an int seed for the weight draws. Default: None.
+            generator: A torch.Generator or an int seed for every draw. Default: None.
             show_progress: A progress bar over the draws. Default: False.
             return_error: Also return the Monte-Carlo error.
             tolerance: Draw weights until the relative error is at most this.
@@ -117,23 +147,21 @@ class SmoothLLMAttribution(LLMAttribution):
             has one row for the sequence and one per target token (when the method gives
             per-token attributions) and whose ``relative_error`` has one entry per row.
         """
-        for name, why in _SET_HERE.items():
-            if name in kwargs:
-                raise TypeError(f"SmoothLLMAttribution: `{name}` is not an option here: {why}")
-        if num_trials != 1:
-            raise ValueError(
-                "`num_trials` repeats the whole smoothing; give more `n_weight_samples` instead"
-            )
+        _refuse(kwargs, num_trials, nt_samples, stdevs)
+        fusion = stdevs is not None and not is_zero(stdevs)
+        use_cached_outputs = _cached_outputs(use_cached_outputs, fusion, forward_in_tokens)
+        gen = resolve_generator(generator, self.device)
+        noise = self._embedding_noise(inp, stdevs, gen) if fusion else None
         options = LoopOptions(
             nt_type=nt_type,
-            nt_samples=1,
-            # Captum's LLM forward takes one sequence at a time.
+            nt_samples=nt_samples,
+            # Captum's LLM forward takes one sequence at a time; one sample per inner call.
             nt_samples_batch_size=1,
             stdevs=0.0,
-            generator=resolve_generator(generator, self.device),
+            generator=gen,
             weight_noise=weight_noise_for(self.model, weight_stdev, n_weight_samples),
             n_weight_samples=n_weight_samples,
-            sample_transform=flatten_rows,
+            sample_transform=_per_sample(noise),
             reducer=reducer,
             show_progress=show_progress,
             return_error=return_error,
@@ -141,7 +169,7 @@ class SmoothLLMAttribution(LLMAttribution):
             min_samples=min_samples,
             max_samples=max_samples,
         )
-        call = SmoothedCall(self.attr_method, options)
+        call = _FusionCall(self.attr_method, options, noise=noise)
         inner, self.attr_method = self.attr_method, call  # type: ignore[assignment]
         try:
             result = super().attribute(
@@ -174,3 +202,62 @@ def _rows_error(error: MonteCarloError, result: LLMAttributionResult) -> MonteCa
         n_samples=error.n_samples.expand(attr.shape[0]).clone(),
         nested=error.nested,
     )
+
+
+def _refuse(kwargs: dict[str, Any], num_trials: int, nt_samples: int, stdevs: Any) -> None:
+    """Options set here, and options without effect, are errors."""
+    for name, why in _SET_HERE.items():
+        if name in kwargs:
+            raise TypeError(f"SmoothLLMAttribution: `{name}` is not an option here: {why}")
+    if num_trials != 1:
+        raise ValueError(
+            "`num_trials` repeats the whole smoothing; give more `n_weight_samples` instead"
+        )
+    if stdevs is None and nt_samples != 1:
+        raise ValueError(
+            "`nt_samples` > 1 needs `stdevs` (the embedding noise); without it the samples "
+            "are equal: give more `n_weight_samples` instead"
+        )
+
+
+def _cached_outputs(given: bool | None, fusion: bool, forward_in_tokens: bool) -> bool:
+    """Captum's ``use_cached_outputs``: False by default with embedding noise.
+
+    Raises:
+        ValueError: True with ``stdevs`` token by token (the noise would be misplaced).
+    """
+    if given is None:
+        return not fusion
+    if given and fusion and forward_in_tokens:
+        raise ValueError(
+            "`stdevs` needs use_cached_outputs=False (a cached pass feeds only the new token, "
+            "so its embedding noise would be misplaced); leave `use_cached_outputs` unset"
+        )
+    return bool(given)
+
+
+def _per_sample(noise: EmbeddingNoise | None) -> SampleTransform:
+    """:func:`flatten_rows`, starting the next sample's embedding draw after each sample."""
+
+    def transform(
+        clean: tuple[Tensor, ...], noisy: tuple[Tensor, ...], attrs: tuple[Tensor, ...], k: int
+    ) -> tuple[Tensor, ...]:
+        if noise is not None:
+            noise.next_sample()
+        return flatten_rows(clean, noisy, attrs, k)
+
+    return transform
+
+
+@dataclass
+class _FusionCall(SmoothedCall):
+    """:class:`SmoothedCall` with the embedding noise hooked in during the call only (not while
+    Captum generates the target), removed afterwards, also on error."""
+
+    noise: EmbeddingNoise | None = None
+
+    def attribute(
+        self, inputs: Tensor, additional_forward_args: tuple[Any, ...] = (), **kwargs: Any
+    ) -> Tensor:
+        with self.noise if self.noise is not None else contextlib.nullcontext():
+            return super().attribute(inputs, additional_forward_args, **kwargs)

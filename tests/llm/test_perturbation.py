@@ -57,5 +57,7 @@ def test_no_effect_and_input_noise_options_are_refused(gpt2: Any, tokenizer: Any
     inp = TextTokenInput(PROMPT, tokenizer)
     with pytest.raises(ValueError, match="num_trials"):
         smooth.attribute(inp, target="mat", num_trials=2)
-    with pytest.raises(TypeError, match="stdevs"):
-        smooth.attribute(inp, target="mat", stdevs=0.1)
+    with pytest.raises(ValueError, match="needs `stdevs`"):
+        smooth.attribute(inp, target="mat", nt_samples=2)
+    with pytest.raises(TypeError, match="noise_layer"):
+        smooth.attribute(inp, target="mat", noise_layer=gpt2.transformer.wte)
