@@ -62,7 +62,9 @@ def explain_target_failure(
     if shape is None:
         return
     if target is None:
-        if math.prod(shape[1:]) > 1:
+        # Only when the inner method's own error is about the target (Captum: "Target not
+        # provided when necessary"): wrappers such as the LLM classes pass theirs otherwise.
+        if math.prod(shape[1:]) > 1 and "target" in str(error).lower():
             raise ValueError(
                 f"`target` is needed: the model's output has shape {shape}, more than one "
                 "value per example (give the output index, e.g. target=0)"

@@ -163,3 +163,12 @@ def test_one_pass_forward_takes_the_noise_too(gpt2: Any, tokenizer: Any) -> None
     noisy = smooth.attribute(inp, forward_in_tokens=False, stdevs=0.3, nt_samples=2, **kw)
     assert not torch.equal(plain.seq_attr, noisy.seq_attr)
     assert _no_hooks(gpt2)
+
+
+def test_an_inner_failure_is_not_blamed_on_a_missing_target(gpt2: Any, tokenizer: Any) -> None:
+    # perturbations_per_eval=0 makes Captum's FeatureAblation fail its own assertion; the
+    # LLM wrapper passes the target tokens itself, so the error must stay Captum's.
+    smooth = SmoothLLMAttribution(FeatureAblation(gpt2), tokenizer)
+    inp = TextTokenInput(PROMPT, tokenizer)
+    with pytest.raises(AssertionError):
+        smooth.attribute(inp, target=TARGET, n_weight_samples=1, perturbations_per_eval=0)
