@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from ..core import LoopOptions, MonteCarloError, SamplingReport, SmoothTunnel
 from ..noise import WeightNoise
 
-__all__ = ["BoundForward", "ModelWeightNoise", "SmoothedCall", "weight_noise_for"]
+__all__ = ["BoundForward", "ModelWeightNoise", "SmoothedCall", "routed_through", "weight_noise_for"]
 
 
 class BoundForward(nn.Module):
@@ -99,3 +99,15 @@ class SmoothedCall:
         if tunnel.last_report is not None:
             self.reports.append(tunnel.last_report)
         return out
+
+
+@contextlib.contextmanager
+def routed_through(wrapper: Any, call: SmoothedCall) -> Iterator[SmoothedCall]:
+    """Within the block, ``wrapper`` (a Captum LLM class) calls ``call`` as its inner method;
+    its own method is put back on exit, also on error, and ``wrapper.last_reports`` is set."""
+    inner, wrapper.attr_method = wrapper.attr_method, call
+    try:
+        yield call
+    finally:
+        wrapper.attr_method = inner
+        wrapper.last_reports = call.reports

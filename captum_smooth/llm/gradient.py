@@ -14,7 +14,7 @@ from ..core.error_model import relative_error
 from ..core.noising import StdevsType, is_zero
 from ..core.reducers import ReducerLike
 from ..noise import Kernel, RangeShareSigma
-from .binding import SmoothedCall, weight_noise_for
+from .binding import SmoothedCall, routed_through, weight_noise_for
 
 __all__ = ["EMBEDDING_NOISE_LEVEL", "SmoothLLMGradientAttribution", "token_scores"]
 
@@ -199,13 +199,8 @@ class SmoothLLMGradientAttribution(LLMGradientAttribution):
             min_samples=min_samples,
             max_samples=max_samples,
         )
-        call = SmoothedCall(self.attr_method, options)
-        inner, self.attr_method = self.attr_method, call  # type: ignore[assignment]
-        try:
+        with routed_through(self, SmoothedCall(self.attr_method, options)) as call:
             result = super().attribute(inp, target=target, gen_args=gen_args, **kwargs)
-        finally:
-            self.attr_method = inner
-        self.last_reports = call.reports
         if return_error:
             return result, _token_error(call.errors, inp, result)
         return result

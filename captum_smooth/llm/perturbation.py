@@ -16,7 +16,7 @@ from ..core import LoopOptions, MonteCarloError, SampleTransform, SamplingReport
 from ..core.error_model import relative_error
 from ..core.noising import StdevsType, is_zero
 from ..core.reducers import ReducerLike
-from .binding import SmoothedCall, weight_noise_for
+from .binding import SmoothedCall, routed_through, weight_noise_for
 from .embedding_noise import EmbeddingNoise
 
 __all__ = ["SmoothLLMAttribution"]
@@ -169,9 +169,7 @@ class SmoothLLMAttribution(LLMAttribution):
             min_samples=min_samples,
             max_samples=max_samples,
         )
-        call = _FusionCall(self.attr_method, options, noise=noise)
-        inner, self.attr_method = self.attr_method, call  # type: ignore[assignment]
-        try:
+        with routed_through(self, _FusionCall(self.attr_method, options, noise=noise)) as call:
             result = super().attribute(
                 inp,
                 target=target,
@@ -181,9 +179,6 @@ class SmoothLLMAttribution(LLMAttribution):
                 forward_in_tokens=forward_in_tokens,
                 **kwargs,
             )
-        finally:
-            self.attr_method = inner
-        self.last_reports = call.reports
         if return_error:
             return result, _rows_error(call.errors[0], result)
         return result
