@@ -47,6 +47,7 @@ test-gpu: setup
 lint: setup
 	$(BIN)/ruff check captum_smooth tests benchmarks
 	$(BIN)/ruff format --check captum_smooth tests benchmarks
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python -m benchmarks
