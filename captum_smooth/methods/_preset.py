@@ -17,7 +17,6 @@ take is an error naming the preset and the option.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, ClassVar
 
 from captum.attr import Saliency
@@ -26,7 +25,7 @@ from captum.log import log_usage
 from torch import Tensor, nn
 
 from ..core.loop import SamplingReport
-from ..core.plan import LoopOptions, options_doc
+from ..core.router import Router
 from ..core.tunnel import SmoothTunnel
 
 __all__ = ["COMMON_OPTIONS", "INPUT_NOISE_OPTIONS", "SmoothingPreset"]
@@ -50,9 +49,6 @@ INPUT_NOISE_OPTIONS: dict[str, Any] = {
     "include_clean": False,
     "draw_baseline_from_distrib": False,
 }
-
-_LOOP_OPTIONS = frozenset(LoopOptions.names())
-
 
 def _build_inner(forward_func: Any, attribution_method: Any) -> Attribution:
     """The inner method: Saliency by default, a class built on ``forward_func``, or an instance."""
@@ -96,6 +92,8 @@ class SmoothingPreset(Attribution):
     parameters: ClassVar[dict[str, tuple[Any, str]]] = {}
     #: Loop options this preset does not take, with a pointer to what to use instead.
     pointers: ClassVar[dict[str, str]] = {}
+    #: The one routing of the preset's keywords, made from the three tables above.
+    router: ClassVar[Router]
 
     def __init__(self, forward_func: Any, attribution_method: Any = None) -> None:
         inner = _build_inner(forward_func, attribution_method)
@@ -106,6 +104,7 @@ class SmoothingPreset(Attribution):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         # Every preset gets the one shared ``attribute``, with its own signature and docs.
+        cls.router = Router(cls.display_name, cls.loop_defaults, cls.parameters, cls.pointers)
         if "attribute" not in cls.__dict__:
             cls.attribute = _make_attribute(cls)  # type: ignore[method-assign]
 
@@ -159,47 +158,18 @@ class SmoothingPreset(Attribution):
     # ------------------------------------------------------------------ the one attribute path
 
     def _route(self, kwargs: dict[str, Any]) -> tuple[dict, dict, dict, set[str]]:
-        """Split the user's keywords into the preset's, the loop's and the inner method's."""
-        params = {name: default for name, (default, _) in self.parameters.items()}
-        loop: dict[str, Any] = {}
-        inner: dict[str, Any] = {}
-        for key, value in kwargs.items():
-            if key in self.parameters:
-                params[key] = value
-            elif key in self.loop_defaults:
-                loop[key] = value
-            elif key in self.pointers:
-                raise ValueError(f"{self.get_name()} does not take `{key}`: {self.pointers[key]}")
-            elif key in _LOOP_OPTIONS:
-                raise ValueError(
-                    f"{self.get_name()} does not take the option `{key}` (it fixes it or does "
-                    f"not use it); its options are {sorted(self.loop_defaults)} and "
-                    f"{sorted(self.parameters)}; SmoothTunnel takes every option"
-                )
-            else:
-                inner[key] = value
-        return params, loop, inner, set(kwargs) & set(self.parameters)
+        """The preset's arguments, the loop options the user gave, the inner method's keywords
+        and the names given (see :meth:`Router.route`)."""
+        routed = self.router.route(kwargs)
+        given_loop = {key: value for key, value in routed.loop.items() if key in routed.given}
+        return routed.params, given_loop, routed.inner, routed.given
 
     def _attribute(self, inputs: Any, target: Any, kwargs: dict[str, Any]) -> Any:
-        params, loop, inner, given = self._route(kwargs)
+        routed = self.router.route(kwargs)
         if target is not None:
-            inner["target"] = target
-        fixed = self.configure(inputs, params, given)
-        options = LoopOptions(**{**self.loop_defaults, **loop, **fixed})
-        return self.tunnel.run(inputs, options, self.inner_kwargs(inner))
-
-
-def _signature(cls: type[SmoothingPreset]) -> inspect.Signature:
-    keyword = inspect.Parameter.KEYWORD_ONLY
-    params = [
-        inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-        inspect.Parameter("inputs", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-        inspect.Parameter("target", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None),
-    ]
-    params += [inspect.Parameter(n, keyword, default=d) for n, (d, _) in cls.parameters.items()]
-    params += [inspect.Parameter(n, keyword, default=d) for n, d in cls.loop_defaults.items()]
-    params.append(inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD))
-    return inspect.Signature(params)
+            routed.inner["target"] = target
+        options = routed.options(self.configure(inputs, routed.params, routed.given))
+        return self.tunnel.run(inputs, options, self.inner_kwargs(routed.inner))
 
 
 _DOC = """{summary}
@@ -226,11 +196,6 @@ def _make_attribute(cls: type[SmoothingPreset]) -> Any:
     def attribute(self: SmoothingPreset, inputs: Any, target: Any = None, **kwargs: Any) -> Any:
         return self._attribute(inputs, target, kwargs)
 
-    own = {name: doc for name, (_, doc) in cls.parameters.items()}
-    defaults = {name: default for name, (default, _) in cls.parameters.items()}
-    attribute.__signature__ = _signature(cls)  # type: ignore[attr-defined]
-    attribute.__doc__ = _DOC.format(
-        summary=cls.summary, options=options_doc({**defaults, **cls.loop_defaults}, own)
-    )
+    attribute.__doc__ = _DOC.replace("{summary}", cls.summary)
     attribute.__qualname__ = f"{cls.__name__}.attribute"
-    return log_usage()(attribute)
+    return log_usage()(cls.router.document(attribute))

@@ -2,50 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
-import math
-import numbers
 import warnings
 from typing import Any
 
 from torch import Tensor, nn
 
-from ..noise.weights import WeightNoise, WeightPerturber
 from ._preset import COMMON_OPTIONS, INPUT_NOISE_OPTIONS, SmoothingPreset
+from ._weight_noise import WEIGHT_NOISE_PARAMETERS, weight_noise_option
 
 __all__ = ["FusionGrad", "NoiseGrad", "NoiseGradPlusPlus"]
-
-
-class _OnModel:
-    """A weight noise bound to the preset's model, whatever the inner method's forward_func.
-
-    The loop perturbs ``attribution_method.forward_func``; an inner method built on a wrapper
-    (a lambda around the model) must still perturb the model given to the preset.
-    """
-
-    def __init__(self, noise: WeightNoise, model: nn.Module) -> None:
-        self.noise = noise
-        self.model = model
-
-    def session(self, model: Any) -> contextlib.AbstractContextManager[WeightPerturber]:
-        # The session itself, not a generator around it: a signal arriving in a generator's
-        # exit path could skip the restore (see captum_smooth.noise._signals).
-        return self.noise.session(self.model)
 
 
 class _WeightNoisePreset(SmoothingPreset):
     """What the weight-space presets share: the weight-noise arguments and the model check."""
 
-    parameters = {
-        "weight_stdev": (0.2, "Weight noise scale ``s`` >= 0 (0 gives the inner method's result)."),
-        "noise_type": ("multiplicative", '``"multiplicative"`` or ``"additive"``.'),
-        "parameters": (
-            None,
-            "Which parameters to perturb: None (all trainable), a regex on names, module "
-            "type(s), or a predicate ``(name, param) -> bool``.",
-        ),
-        "exclude": (None, 'Parameters to keep clean, same forms (e.g. ``"classifier"``).'),
-    }
+    parameters = WEIGHT_NOISE_PARAMETERS
 
     def __init__(self, model: nn.Module, attribution_method: Any = None) -> None:
         super().__init__(model, attribution_method)
@@ -54,27 +25,9 @@ class _WeightNoisePreset(SmoothingPreset):
     def configure(
         self, inputs: Tensor | tuple[Tensor, ...], params: dict[str, Any], given: set[str]
     ) -> dict[str, Any]:
-        stdev = params["weight_stdev"]
-        # Checked here so that the message names this preset's argument, `weight_stdev`.
-        if isinstance(stdev, bool) or not isinstance(stdev, numbers.Real):
-            raise TypeError(f"`weight_stdev` must be a float >= 0, got {stdev!r}")
-        if not math.isfinite(stdev) or stdev < 0:
-            raise ValueError(f"`weight_stdev` must be finite and >= 0, got {stdev!r}")
-        self._check_not_frozen()
-        noise = WeightNoise(stdev, params["noise_type"], params["parameters"], params["exclude"])
+        weight_noise = weight_noise_option(self.get_name(), self.model, params)
         self._warn_if_training()
-        return {"weight_noise": _OnModel(noise, self.model)}
-
-    def _check_not_frozen(self) -> None:
-        floating = [p for p in self.model.parameters() if p.is_floating_point()]
-        if floating and not any(p.requires_grad for p in floating):
-            raise ValueError(
-                f"{self.get_name()} perturbs the trainable parameters (requires_grad=True) and "
-                f"every parameter of {type(self.model).__name__} is frozen: unfreeze the ones "
-                "to perturb (e.g. `model.requires_grad_(True)`), or use "
-                "SmoothTunnel(...).attribute(..., weight_noise=WeightNoise(stdev, "
-                "trainable_only=False), n_weight_samples=...)"
-            )
+        return {"weight_noise": weight_noise}
 
     def _warn_if_training(self) -> None:
         model = self.model

@@ -48,6 +48,7 @@ from torch import Tensor, nn
 from ._signals import GUARD, critical
 
 __all__ = [
+    "BoundWeightNoise",
     "NOISE_TYPES",
     "ParameterFilter",
     "WeightNoise",
@@ -565,6 +566,10 @@ class WeightNoise:
         """The ``(name, parameter)`` pairs this noise perturbs on ``model``."""
         return select_parameters(model, self.parameters, self.exclude, self.trainable_only)
 
+    def bound_to(self, model: nn.Module) -> BoundWeightNoise:
+        """This noise bound to ``model``, whatever forward function the loop is given."""
+        return BoundWeightNoise(self, model)
+
     def session(self, model: nn.Module) -> contextlib.AbstractContextManager[WeightPerturber]:
         """Back up ``model``, hand out a :class:`WeightPerturber`, restore the model on exit.
 
@@ -602,6 +607,28 @@ class WeightNoise:
 
 #: How often a session waiting for another thread's session on the same model looks for signals.
 _LOCK_POLL_S = 0.05
+
+
+class BoundWeightNoise:
+    """A :class:`WeightNoise` bound to one model: its session perturbs that model, whatever
+    forward function (a wrapper, Captum's LLM forward) the inner method calls.
+
+    Args:
+        noise: The weight noise.
+        model: The model whose weights it perturbs.
+    """
+
+    def __init__(self, noise: WeightNoise, model: nn.Module) -> None:
+        self.noise = noise
+        self.model = model
+
+    def __repr__(self) -> str:
+        return f"{self.noise!r}.bound_to({type(self.model).__name__})"
+
+    def session(self, forward_func: Any) -> contextlib.AbstractContextManager[WeightPerturber]:
+        # The session itself, not a generator around it: a signal arriving in a generator's
+        # exit path could skip the restore (see captum_smooth.noise._signals).
+        return self.noise.session(self.model)
 
 
 class _Session:
