@@ -139,9 +139,12 @@ class Router:
         """The door's signature: ``head`` (its explicit parameters, ``self`` first), then its own
         arguments and loop options as keyword-only parameters, then ``**kwargs``."""
         keyword = inspect.Parameter.KEYWORD_ONLY
+        defaults = {name: default for name, (default, _) in self.parameters.items()}
         params = [p for p in head if p.kind is not inspect.Parameter.VAR_KEYWORD]
-        params += [inspect.Parameter(n, keyword, default=d) for n, (d, _) in self.parameters.items()]
-        params += [inspect.Parameter(n, keyword, default=d) for n, d in self.loop_defaults.items()]
+        params += [
+            inspect.Parameter(n, keyword, default=d)
+            for n, d in {**defaults, **self.loop_defaults}.items()
+        ]
         params.append(inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD))
         return inspect.Signature(params)
 

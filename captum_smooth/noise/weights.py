@@ -48,8 +48,8 @@ from torch import Tensor, nn
 from ._signals import GUARD, critical
 
 __all__ = [
-    "BoundWeightNoise",
     "NOISE_TYPES",
+    "BoundWeightNoise",
     "ParameterFilter",
     "WeightNoise",
     "WeightPerturber",
