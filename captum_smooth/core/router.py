@@ -26,11 +26,31 @@ from typing import Any, TypeVar
 
 from .plan import LoopOptions, options_doc
 
-__all__ = ["Routed", "Router"]
+__all__ = ["COMMON_OPTIONS", "INPUT_NOISE_OPTIONS", "Routed", "Router"]
 
 _LOOP_OPTIONS = frozenset(LoopOptions.names())
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+#: Loop options every door offers, with the loop's defaults.
+COMMON_OPTIONS: dict[str, Any] = {
+    "nt_type": "smoothgrad",
+    "reducer": None,
+    "generator": None,
+    "show_progress": False,
+    "return_error": False,
+    "tolerance": None,
+    "min_samples": None,
+    "max_samples": None,
+}
+
+#: Loop options of doors that draw input noise.
+INPUT_NOISE_OPTIONS: dict[str, Any] = {
+    "nt_samples_batch_size": "auto",
+    "kernel": "gaussian",
+    "include_clean": False,
+    "draw_baseline_from_distrib": False,
+}
 
 
 @dataclass
@@ -63,6 +83,8 @@ class Router:
         loop_defaults: The loop options the door takes, with its defaults.
         parameters: The door's own arguments: ``name -> (default, documentation)``.
         pointers: Names the door refuses, each with a pointer to what to use instead.
+        docs: What a loop option means at this door, where it says more than the loop's own
+            documentation (``LOOP_OPTION_DOCS``).
 
     Examples::
 
@@ -78,6 +100,7 @@ class Router:
     loop_defaults: Mapping[str, Any]
     parameters: Mapping[str, tuple[Any, str]] = field(default_factory=dict)
     pointers: Mapping[str, str] = field(default_factory=dict)
+    docs: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = set(self.loop_defaults) - _LOOP_OPTIONS
@@ -131,7 +154,7 @@ class Router:
 
     def options_doc(self) -> str:
         """The ``Args:`` lines of the door's own arguments and loop options, from one table."""
-        own = {name: doc for name, (_, doc) in self.parameters.items()}
+        own = {**self.docs, **{name: doc for name, (_, doc) in self.parameters.items()}}
         defaults = {name: default for name, (default, _) in self.parameters.items()}
         return options_doc({**defaults, **self.loop_defaults}, own)
 

@@ -19,9 +19,8 @@ from typing import Any
 from torch import Tensor, nn
 
 from ..core import LoopOptions, MonteCarloError, SamplingReport, SmoothTunnel
-from ..noise import WeightNoise
 
-__all__ = ["BoundForward", "ModelWeightNoise", "SmoothedCall", "routed_through", "weight_noise_for"]
+__all__ = ["BoundForward", "SmoothedCall", "routed_through"]
 
 
 class BoundForward(nn.Module):
@@ -35,36 +34,6 @@ class BoundForward(nn.Module):
 
     def forward(self, *inputs: Any) -> Any:
         return self.forward_func(*inputs, *self.bound_args)
-
-
-class ModelWeightNoise:
-    """Weight noise on the LLM itself, whatever forward function the inner method calls."""
-
-    def __init__(self, noise: WeightNoise, model: nn.Module) -> None:
-        self.noise = noise
-        self.model = model
-
-    @contextlib.contextmanager
-    def session(self, model: Any) -> Iterator[Any]:
-        with self.noise.session(self.model) as perturber:
-            yield perturber
-
-
-def weight_noise_for(
-    model: nn.Module, weight_stdev: float | None, n_weight_samples: int
-) -> ModelWeightNoise | None:
-    """The weight noise of a call (None without ``weight_stdev``).
-
-    Raises:
-        ValueError: ``n_weight_samples`` > 1 without ``weight_stdev`` (the draws would be equal).
-    """
-    if weight_stdev is None:
-        if n_weight_samples != 1:
-            raise ValueError(
-                "`n_weight_samples` > 1 needs `weight_stdev` (the weight noise scale, e.g. 0.2)"
-            )
-        return None
-    return ModelWeightNoise(WeightNoise(weight_stdev), model)
 
 
 @dataclass

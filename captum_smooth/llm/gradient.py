@@ -2,35 +2,67 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from captum.attr import LLMAttributionResult, LLMGradientAttribution, TextTokenInput
 from torch import Tensor, nn
 
-from .._checks import GeneratorLike, resolve_generator
-from ..core import LoopOptions, MonteCarloError, SampleTransform, SamplingReport
+from .._checks import resolve_generator
+from ..core import MonteCarloError, SampleTransform, SamplingReport
 from ..core.error_model import relative_error
-from ..core.noising import StdevsType, is_zero
-from ..core.reducers import ReducerLike
-from ..noise import Kernel, RangeShareSigma
-from .binding import SmoothedCall, routed_through, weight_noise_for
+from ..core.noising import is_zero
+from ..core.router import COMMON_OPTIONS, Routed, Router
+from ..methods._weight_noise import weight_noise_option, with_weight_stdev
+from ..noise import RangeShareSigma
+from .binding import SmoothedCall, routed_through
 
-__all__ = ["EMBEDDING_NOISE_LEVEL", "SmoothLLMGradientAttribution", "token_scores"]
+__all__ = [
+    "EMBEDDING_NOISE_LEVEL",
+    "GRADIENT_ROUTER",
+    "SmoothLLMGradientAttribution",
+    "token_scores",
+]
 
 #: The default share of the embedding output's range (max - min over each example's elements)
 #: taken as the noise's standard deviation: AllenNLP Interpret's SmoothGradient default (0.01).
 EMBEDDING_NOISE_LEVEL = 0.01
 
-# Options the wrapper sets itself: the noise goes on the attributed layer, the weight noise is
-# given by `weight_stdev`, the additional forward arguments are Captum's.
+# Options the wrapper sets itself, each with why.
 _SET_HERE = {
     "noise_layer": "the noise goes on the attributed layer's output (the method's `layer`)",
-    "weight_noise": "give the weight noise scale as `weight_stdev`",
+    "weight_noise": "give the weight noise as `weight_stdev` (with `noise_type`, `parameters`, "
+    "`exclude`)",
     "sample_transform": "the token attribution (the sum over the embedding) is reduced",
     "additional_forward_args": "Captum's LLM wrapper passes the target tokens itself",
     "draw_baseline_from_distrib": "the baselines of an LLM input are token ids",
 }
+
+#: The door's declared options: the loop options it takes, its weight-noise arguments, and
+#: pointers for what it sets itself.
+GRADIENT_ROUTER = Router(
+    "SmoothLLMGradientAttribution",
+    loop_defaults={
+        "nt_samples": 10,
+        "nt_samples_batch_size": None,
+        "stdevs": RangeShareSigma(EMBEDDING_NOISE_LEVEL),
+        "kernel": "gaussian",
+        "include_clean": False,
+        "n_weight_samples": 1,
+        **COMMON_OPTIONS,
+    },
+    parameters=with_weight_stdev(
+        None, "Weight noise scale ``s`` (NoiseGrad), or None for no weight noise."
+    ),
+    pointers=_SET_HERE,
+    docs={
+        "nt_samples": "Noisy samples per target token (per weight draw).",
+        "stdevs": "Noise on the attributed layer's output (the embedding): a float (absolute), "
+        "a tensor, or a sigma rule evaluated on that output; None gives the default.",
+        "return_error": "Also return the Monte-Carlo error of the token attributions.",
+        "tolerance": "Sample each target token until its relative error is at most this.",
+    },
+)
 
 
 def token_scores(n_input: int) -> SampleTransform:
@@ -59,12 +91,6 @@ def token_scores(n_input: int) -> SampleTransform:
         return tuple(out)
 
     return transform
-
-
-def _refuse(kwargs: dict[str, Any]) -> None:
-    for name, why in _SET_HERE.items():
-        if name in kwargs:
-            raise TypeError(f"SmoothLLMGradientAttribution sets `{name}` itself: {why}")
 
 
 class SmoothLLMGradientAttribution(LLMGradientAttribution):
@@ -113,6 +139,8 @@ class SmoothLLMGradientAttribution(LLMGradientAttribution):
     """
 
     last_reports: list[SamplingReport]
+    #: The loop options this wrapper takes, its own arguments, what it sets itself.
+    router: ClassVar[Router] = GRADIENT_ROUTER
 
     def __init__(self, attr_method: Any, tokenizer: Any) -> None:
         super().__init__(attr_method, tokenizer)
@@ -123,87 +151,62 @@ class SmoothLLMGradientAttribution(LLMGradientAttribution):
         inp: TextTokenInput,
         target: str | Tensor | None = None,
         gen_args: dict[str, Any] | None = None,
-        *,
-        nt_type: str = "smoothgrad",
-        nt_samples: int = 10,
-        nt_samples_batch_size: int | str | None = None,
-        stdevs: StdevsType | None = None,
-        kernel: str | Kernel = "gaussian",
-        include_clean: bool = False,
-        generator: GeneratorLike = None,
-        n_weight_samples: int = 1,
-        weight_stdev: float | None = None,
-        reducer: ReducerLike | None = None,
-        show_progress: bool = False,
-        return_error: bool = False,
-        tolerance: float | None = None,
-        min_samples: int | None = None,
-        max_samples: int | None = None,
         **kwargs: Any,
     ) -> LLMAttributionResult | tuple[LLMAttributionResult, MonteCarloError]:
         """Attribute each target token's log-probability to the input tokens, smoothed.
 
-        Args:
-            inp: A Captum ``TextTokenInput``.
-            target: The target text or token ids; None generates it (``gen_args``).
-            gen_args: Generation arguments when ``target`` is None (Captum's).
-            nt_type: Reducer over the samples: ``smoothgrad`` (mean), ``smoothgrad_sq``,
-                ``vargrad`` or a registered name. Default: ``smoothgrad``.
-            nt_samples: Noisy samples per target token (per weight draw). Default: 10.
-            nt_samples_batch_size: Noisy copies per inner call (None: all, or ``"auto"``).
-            stdevs: Noise on the embedding output: a float (absolute), a tensor, or a sigma
-                rule on the embedding output. Default: ``RangeShareSigma(0.01)``.
-            kernel: The noise kernel (any registered name). Default: ``gaussian``.
-            include_clean: Average the un-noised attribution in. Default: False.
-            generator: A torch.Generator or an int seed for every draw. Default: None.
-            n_weight_samples: Weight draws (with ``weight_stdev``). Default: 1.
-            weight_stdev: Multiplicative weight noise scale (NoiseGrad). Default: None (none).
-            reducer: A registered reducer name or factory (instead of ``nt_type``).
-            show_progress: A progress bar over the chunks. Default: False.
-            return_error: Also return the Monte-Carlo error of the token attributions.
-            tolerance: Sample each target token until its relative error is at most this.
-            min_samples: With ``tolerance``: the fewest samples.
-            max_samples: With ``tolerance``: the most samples.
-            **kwargs: Passed to the inner method (``n_steps``, ``baselines``, ...).
+                Args:
+                    inp: A Captum ``TextTokenInput``.
+                    target: The target text or token ids; None generates it (``gen_args``).
+                    gen_args: Generation arguments when ``target`` is None (Captum's).
+        {options}
+                    **kwargs: Passed to the inner method (``n_steps``, ``baselines``, ...).
 
-        Returns:
-            Captum's ``LLMAttributionResult``; with ``return_error``, also a
-            :class:`~captum_smooth.core.error_model.MonteCarloError` whose ``standard_error``
-            is shaped like ``token_attr`` (one row per target token) and whose
-            ``relative_error`` has one entry per target token.
+                Returns:
+                    Captum's ``LLMAttributionResult``; with ``return_error``, also a
+                    :class:`~captum_smooth.core.error_model.MonteCarloError` whose ``standard_error``
+                    is shaped like ``token_attr`` (one row per target token) and whose
+                    ``relative_error`` has one entry per target token.
+
+                Raises:
+                    ValueError: An option this wrapper does not take (or sets itself), or a bad value.
         """
-        _refuse(kwargs)
+        routed = self.router.route(kwargs)
         if not isinstance(inp, TextTokenInput):
             raise TypeError(f"`inp` must be a TextTokenInput, got {type(inp).__name__}")
         layer = self.attr_method.layer
         if not isinstance(layer, nn.Module):
             raise TypeError("the inner method must attribute to one layer (the embedding)")
-        stdevs = RangeShareSigma(EMBEDDING_NOISE_LEVEL) if stdevs is None else stdevs
-        options = LoopOptions(
-            nt_type=nt_type,
-            nt_samples=nt_samples,
-            nt_samples_batch_size=nt_samples_batch_size,
-            stdevs=stdevs,
-            kernel=kernel,
-            include_clean=include_clean,
-            generator=resolve_generator(generator, self.device),
-            # No input noise (NoiseGrad): no hook, so any supported method takes weight noise.
-            noise_layer=None if is_zero(stdevs) else layer,
-            weight_noise=weight_noise_for(self.model, weight_stdev, n_weight_samples),
-            n_weight_samples=n_weight_samples,
-            sample_transform=token_scores(int(inp.to_model_input().shape[1])),
-            reducer=reducer,
-            show_progress=show_progress,
-            return_error=return_error,
-            tolerance=tolerance,
-            min_samples=min_samples,
-            max_samples=max_samples,
-        )
+        options = routed.options(self._fixed(routed, layer, inp))
         with routed_through(self, SmoothedCall(self.attr_method, options)) as call:
-            result = super().attribute(inp, target=target, gen_args=gen_args, **kwargs)
-        if return_error:
+            result = super().attribute(inp, target=target, gen_args=gen_args, **routed.inner)
+        if options.return_error:
             return result, _token_error(call.errors, inp, result)
         return result
+
+    def _fixed(self, routed: Routed, layer: nn.Module, inp: TextTokenInput) -> dict[str, Any]:
+        """The options this wrapper sets: the noise at the layer, the weight noise, the token
+        transform, the generator on the model's device."""
+        stdevs = routed.loop["stdevs"]
+        stdevs = GRADIENT_ROUTER.loop_defaults["stdevs"] if stdevs is None else stdevs
+        n_weight_samples = routed.loop["n_weight_samples"]
+        return {
+            "stdevs": stdevs,
+            "generator": resolve_generator(routed.loop["generator"], self.device),
+            # No input noise (NoiseGrad): no hook, so any supported method takes weight noise.
+            "noise_layer": None if is_zero(stdevs) else layer,
+            "weight_noise": weight_noise_option(
+                self.router.name,
+                self.model,
+                routed.params,
+                optional=True,
+                n_weight_samples=n_weight_samples,
+            ),
+            "sample_transform": token_scores(int(inp.to_model_input().shape[1])),
+        }
+
+
+GRADIENT_ROUTER.document(SmoothLLMGradientAttribution.attribute)
 
 
 def _token_error(

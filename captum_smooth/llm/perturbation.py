@@ -5,27 +5,52 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from captum.attr import LLMAttribution, LLMAttributionResult
 from torch import Tensor
 
-from .._checks import GeneratorLike, resolve_generator
-from ..core import LoopOptions, MonteCarloError, SampleTransform, SamplingReport
+from .._checks import resolve_generator
+from ..core import MonteCarloError, SampleTransform, SamplingReport
 from ..core.error_model import relative_error
-from ..core.noising import StdevsType, is_zero
-from ..core.reducers import ReducerLike
-from .binding import SmoothedCall, routed_through, weight_noise_for
+from ..core.noising import is_zero
+from ..core.router import COMMON_OPTIONS, Router
+from ..methods._weight_noise import weight_noise_option, with_weight_stdev
+from .binding import SmoothedCall, routed_through
 from .embedding_noise import EmbeddingNoise
 
-__all__ = ["SmoothLLMAttribution"]
+__all__ = ["PERTURBATION_ROUTER", "SmoothLLMAttribution"]
 
 _SET_HERE = {
     "noise_layer": "the noise goes on the embedding output (`model.get_input_embeddings()`)",
-    "weight_noise": "give the weight noise scale as `weight_stdev`",
+    "weight_noise": "give the weight noise as `weight_stdev` (with `noise_type`, `parameters`, "
+    "`exclude`)",
     "additional_forward_args": "Captum's LLM wrapper passes the target tokens itself",
+    "nt_samples_batch_size": "Captum's LLM forward takes one sequence at a time",
 }
+
+#: The door's declared options: the loop options it takes, its own arguments (the weight noise,
+#: and ``stdevs``, the embedding noise of FusionGrad, which it adds itself), and pointers.
+PERTURBATION_ROUTER = Router(
+    "SmoothLLMAttribution",
+    loop_defaults={"nt_samples": 1, "n_weight_samples": 10, **COMMON_OPTIONS},
+    parameters={
+        **with_weight_stdev(0.05, "Weight noise scale ``s`` (NoiseGrad), or None for none."),
+        "stdevs": (
+            None,
+            "FusionGrad: noise on the embedding output, one fixed draw per sample added in "
+            "every forward pass of that sample (the ablated inputs' included); a float "
+            "(absolute), a tensor or a sigma rule evaluated on the clean prompt's embedding "
+            "output (e.g. ``RangeShareSigma(0.01)``). None: weight noise only.",
+        ),
+    },
+    pointers=_SET_HERE,
+    docs={
+        "nt_samples": "Samples of embedding noise per weight draw (with ``stdevs``).",
+        "max_samples": "With ``tolerance``: the most weight draws (default ``n_weight_samples``).",
+    },
+)
 
 
 def flatten_rows(
@@ -70,6 +95,8 @@ class SmoothLLMAttribution(LLMAttribution):
     """
 
     last_reports: list[SamplingReport]
+    #: The loop options this wrapper takes, its own arguments, what it sets itself.
+    router: ClassVar[Router] = PERTURBATION_ROUTER
 
     def __init__(self, attr_method: Any, tokenizer: Any, attr_target: str = "log_prob") -> None:
         super().__init__(attr_method, tokenizer, attr_target)
@@ -96,78 +123,57 @@ class SmoothLLMAttribution(LLMAttribution):
         use_cached_outputs: bool | None = None,
         _inspect_forward: Any = None,
         forward_in_tokens: bool = True,
-        *,
-        nt_samples: int = 1,
-        stdevs: StdevsType | None = None,
-        n_weight_samples: int = 10,
-        weight_stdev: float = 0.05,
-        nt_type: str = "smoothgrad",
-        reducer: ReducerLike | None = None,
-        generator: GeneratorLike = None,
-        show_progress: bool = False,
-        return_error: bool = False,
-        tolerance: float | None = None,
-        min_samples: int | None = None,
-        max_samples: int | None = None,
         **kwargs: Any,
     ) -> LLMAttributionResult | tuple[LLMAttributionResult, MonteCarloError]:
         """Attribute the target's log-probability to the input features, under weight noise.
 
-        Args:
-            inp: A Captum ``TextTokenInput``, ``TextTemplateInput`` or ``ImageMaskInput``.
-            target: The target text or token ids; None generates it (``gen_args``).
-            num_trials: Captum's repetitions; must be 1 here (give ``n_weight_samples``).
-            gen_args: Generation arguments when ``target`` is None (Captum's).
-            use_cached_outputs: Captum's option for token-by-token forward passes. Default:
-                None, Captum's True, but False with ``stdevs`` (a cached pass feeds only the
-                new token, whose embedding noise would land on position 0); True with
-                ``stdevs`` is an error.
-            _inspect_forward: Captum's internal callback.
-            forward_in_tokens: Captum's option (token-by-token or one sequence pass).
-            nt_samples: Samples of embedding noise per weight draw (with ``stdevs``). Default: 1.
-            stdevs: FusionGrad: noise on the embedding output, one fixed draw per sample added
-                in every forward pass of that sample (the ablated inputs' included); a float
-                (absolute), a tensor or a sigma rule evaluated on the clean prompt's embedding
-                output (e.g. ``RangeShareSigma(0.01)``). Default: None (weight noise only).
-            n_weight_samples: Weight draws. Default: 10.
-            weight_stdev: Multiplicative weight noise scale ``s``. Default: 0.05.
-            nt_type: Reducer over the draws (``smoothgrad``, ``smoothgrad_sq``, ``vargrad``).
-            reducer: A registered reducer name or factory (instead of ``nt_type``).
-            generator: A torch.Generator or an int seed for every draw. Default: None.
-            show_progress: A progress bar over the draws. Default: False.
-            return_error: Also return the Monte-Carlo error.
-            tolerance: Draw weights until the relative error is at most this.
-            min_samples: With ``tolerance``: the fewest draws.
-            max_samples: With ``tolerance``: the most draws (default ``n_weight_samples``).
-            **kwargs: Passed to the inner method (``feature_mask``, ``n_samples``, ...).
+                Args:
+                    inp: A Captum ``TextTokenInput``, ``TextTemplateInput`` or ``ImageMaskInput``.
+                    target: The target text or token ids; None generates it (``gen_args``).
+                    num_trials: Captum's repetitions; must be 1 here (give ``n_weight_samples``).
+                    gen_args: Generation arguments when ``target`` is None (Captum's).
+                    use_cached_outputs: Captum's option for token-by-token forward passes. Default:
+                        None, Captum's True, but False with ``stdevs`` (a cached pass feeds only the
+                        new token, whose embedding noise would land on position 0); True with
+                        ``stdevs`` is an error.
+                    _inspect_forward: Captum's internal callback.
+                    forward_in_tokens: Captum's option (token-by-token or one sequence pass).
+        {options}
+                    **kwargs: Passed to the inner method (``feature_mask``, ``n_samples``, ...).
 
-        Returns:
-            Captum's ``LLMAttributionResult``; with ``return_error``, also a
-            :class:`~captum_smooth.core.error_model.MonteCarloError` whose ``standard_error``
-            has one row for the sequence and one per target token (when the method gives
-            per-token attributions) and whose ``relative_error`` has one entry per row.
+                Returns:
+                    Captum's ``LLMAttributionResult``; with ``return_error``, also a
+                    :class:`~captum_smooth.core.error_model.MonteCarloError` whose ``standard_error``
+                    has one row for the sequence and one per target token (when the method gives
+                    per-token attributions) and whose ``relative_error`` has one entry per row.
+
+                Raises:
+                    ValueError: An option this wrapper does not take (or sets itself), or a bad value.
         """
-        _refuse(kwargs, num_trials, nt_samples, stdevs)
+        routed = self.router.route(kwargs)
+        stdevs = routed.params["stdevs"]
+        _check_counts(num_trials, routed.loop["nt_samples"], stdevs)
         fusion = stdevs is not None and not is_zero(stdevs)
         use_cached_outputs = _cached_outputs(use_cached_outputs, fusion, forward_in_tokens)
-        gen = resolve_generator(generator, self.device)
+        gen = resolve_generator(routed.loop["generator"], self.device)
         noise = self._embedding_noise(inp, stdevs, gen) if fusion else None
-        options = LoopOptions(
-            nt_type=nt_type,
-            nt_samples=nt_samples,
-            # Captum's LLM forward takes one sequence at a time; one sample per inner call.
-            nt_samples_batch_size=1,
-            stdevs=0.0,
-            generator=gen,
-            weight_noise=weight_noise_for(self.model, weight_stdev, n_weight_samples),
-            n_weight_samples=n_weight_samples,
-            sample_transform=_per_sample(noise),
-            reducer=reducer,
-            show_progress=show_progress,
-            return_error=return_error,
-            tolerance=tolerance,
-            min_samples=min_samples,
-            max_samples=max_samples,
+        weight_noise = weight_noise_option(
+            self.router.name,
+            self.model,
+            routed.params,
+            optional=True,
+            n_weight_samples=routed.loop["n_weight_samples"],
+        )
+        options = routed.options(
+            {
+                # Captum's LLM forward takes one sequence at a time; one sample per inner call.
+                "nt_samples_batch_size": 1,
+                # The embedding noise (FusionGrad) is added by `noise`, not by the loop.
+                "stdevs": 0.0,
+                "generator": gen,
+                "weight_noise": weight_noise,
+                "sample_transform": _per_sample(noise),
+            }
         )
         with routed_through(self, _FusionCall(self.attr_method, options, noise=noise)) as call:
             result = super().attribute(
@@ -177,11 +183,14 @@ class SmoothLLMAttribution(LLMAttribution):
                 use_cached_outputs=use_cached_outputs,
                 _inspect_forward=_inspect_forward,
                 forward_in_tokens=forward_in_tokens,
-                **kwargs,
+                **routed.inner,
             )
-        if return_error:
+        if options.return_error:
             return result, _rows_error(call.errors[0], result)
         return result
+
+
+PERTURBATION_ROUTER.document(SmoothLLMAttribution.attribute)
 
 
 def _rows_error(error: MonteCarloError, result: LLMAttributionResult) -> MonteCarloError:
@@ -199,11 +208,8 @@ def _rows_error(error: MonteCarloError, result: LLMAttributionResult) -> MonteCa
     )
 
 
-def _refuse(kwargs: dict[str, Any], num_trials: int, nt_samples: int, stdevs: Any) -> None:
-    """Options set here, and options without effect, are errors."""
-    for name, why in _SET_HERE.items():
-        if name in kwargs:
-            raise TypeError(f"SmoothLLMAttribution: `{name}` is not an option here: {why}")
+def _check_counts(num_trials: int, nt_samples: int, stdevs: Any) -> None:
+    """Counts without effect are errors."""
     if num_trials != 1:
         raise ValueError(
             "`num_trials` repeats the whole smoothing; give more `n_weight_samples` instead"

@@ -25,30 +25,10 @@ from captum.log import log_usage
 from torch import Tensor, nn
 
 from ..core.loop import SamplingReport
-from ..core.router import Router
+from ..core.router import COMMON_OPTIONS, INPUT_NOISE_OPTIONS, Router
 from ..core.tunnel import SmoothTunnel
 
 __all__ = ["COMMON_OPTIONS", "INPUT_NOISE_OPTIONS", "SmoothingPreset"]
-
-#: Loop options every preset offers, with the loop's defaults.
-COMMON_OPTIONS: dict[str, Any] = {
-    "nt_type": "smoothgrad",
-    "reducer": None,
-    "generator": None,
-    "show_progress": False,
-    "return_error": False,
-    "tolerance": None,
-    "min_samples": None,
-    "max_samples": None,
-}
-
-#: Loop options of presets that draw input noise.
-INPUT_NOISE_OPTIONS: dict[str, Any] = {
-    "nt_samples_batch_size": "auto",
-    "kernel": "gaussian",
-    "include_clean": False,
-    "draw_baseline_from_distrib": False,
-}
 
 def _build_inner(forward_func: Any, attribution_method: Any) -> Attribution:
     """The inner method: Saliency by default, a class built on ``forward_func``, or an instance."""

@@ -150,7 +150,7 @@ def test_error_per_target_token_and_tolerance(gpt2: Any, tokenizer: Any) -> None
 def test_options_set_by_the_wrapper_are_refused(gpt2: Any, tokenizer: Any) -> None:
     smooth, _ = _pair(gpt2, tokenizer)
     inp = TextTokenInput(PROMPT, tokenizer)
-    with pytest.raises(TypeError, match="noise_layer"):
+    with pytest.raises(ValueError, match="noise_layer"):
         smooth.attribute(inp, target="mat", noise_layer=gpt2.transformer.wte)
     with pytest.raises(ValueError, match="weight_stdev"):
         smooth.attribute(inp, target="mat", n_weight_samples=3)

@@ -59,5 +59,5 @@ def test_no_effect_and_input_noise_options_are_refused(gpt2: Any, tokenizer: Any
         smooth.attribute(inp, target="mat", num_trials=2)
     with pytest.raises(ValueError, match="needs `stdevs`"):
         smooth.attribute(inp, target="mat", nt_samples=2)
-    with pytest.raises(TypeError, match="noise_layer"):
+    with pytest.raises(ValueError, match="noise_layer"):
         smooth.attribute(inp, target="mat", noise_layer=gpt2.transformer.wte)

@@ -130,7 +130,7 @@ def test_bad_combinations_are_errors_and_leave_no_hook(gpt2: Any, tokenizer: Any
         smooth.attribute(inp, target="mat", nt_samples=2)
     with pytest.raises(ValueError, match="use_cached_outputs=False"):
         smooth.attribute(inp, target="mat", stdevs=0.1, use_cached_outputs=True)
-    with pytest.raises(TypeError, match="noise_layer"):
+    with pytest.raises(ValueError, match="noise_layer"):
         smooth.attribute(inp, target="mat", stdevs=0.1, noise_layer=gpt2.transformer.wte)
     with pytest.raises(ValueError, match="stdevs"):
         smooth.attribute(inp, target="mat", stdevs=-1.0)
