@@ -49,6 +49,7 @@ def _check_filter(value: Any, name: str) -> Any:
 
 
 def _matches(flt: Any, names: list[str], param: nn.Parameter, in_types: set[int] | None) -> bool:
+    """Whether a checked filter matches a parameter under any of its names (tied aliases)."""
     if isinstance(flt, re.Pattern):
         return any(flt.search(n) for n in names)
     if isinstance(flt, tuple):
@@ -57,6 +58,7 @@ def _matches(flt: Any, names: list[str], param: nn.Parameter, in_types: set[int]
 
 
 def _ids_in_modules(model: nn.Module, types: Any) -> set[int] | None:
+    """For a module-type filter, the ids of the parameters inside such modules (else None)."""
     if not isinstance(types, tuple):
         return None
     return {id(p) for m in model.modules() if isinstance(m, types) for p in m.parameters()}
