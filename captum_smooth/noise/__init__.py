@@ -27,6 +27,7 @@ from .sigma import (
 )
 from .weights import (
     NOISE_TYPES,
+    BoundWeightNoise,
     ParameterFilter,
     WeightNoise,
     WeightPerturber,
@@ -38,6 +39,7 @@ __all__ = [
     "KERNELS",
     "NOISE_TYPES",
     "AdaptiveSigma",
+    "BoundWeightNoise",
     "Bounds",
     "BumpKernel",
     "CosineKernel",
