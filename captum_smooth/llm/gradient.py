@@ -146,7 +146,7 @@ class SmoothLLMGradientAttribution(LLMGradientAttribution):
         super().__init__(attr_method, tokenizer)
         self.last_reports = []
 
-    def attribute(  # type: ignore[override]
+    def attribute(
         self,
         inp: TextTokenInput,
         target: str | Tensor | None = None,

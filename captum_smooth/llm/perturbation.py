@@ -114,7 +114,7 @@ class SmoothLLMAttribution(LLMAttribution):
             clean = embedding(model_inp["input_ids"])
         return EmbeddingNoise(embedding, stdevs, clean, generator)
 
-    def attribute(  # type: ignore[override]
+    def attribute(
         self,
         inp: Any,
         target: str | Tensor | None = None,

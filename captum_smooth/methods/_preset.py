@@ -86,7 +86,7 @@ class SmoothingPreset(Attribution):
         # Every preset gets the one shared ``attribute``, with its own signature and docs.
         cls.router = Router(cls.display_name, cls.loop_defaults, cls.parameters, cls.pointers)
         if "attribute" not in cls.__dict__:
-            cls.attribute = _make_attribute(cls)  # type: ignore[method-assign]
+            cls.attribute = _make_attribute(cls)
 
     @classmethod
     def get_name(cls) -> str:
