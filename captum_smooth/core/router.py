@@ -175,7 +175,7 @@ class Router:
         """Give ``method`` the door's signature and fill the ``{options}`` of its docstring.
 
         Args:
-            method: The door's ``attribute`` function (its docstring holds ``{options}``).
+            method: The door's ``attribute`` function (its docstring holds a line ``{options}``).
             head: The function whose explicit parameters come first (default: ``method``'s);
                 a Captum class's ``attribute`` for the wrappers of Captum classes.
 
@@ -185,5 +185,8 @@ class Router:
         explicit = list(inspect.signature(head or method).parameters.values())
         method.__signature__ = self.signature(explicit)  # type: ignore[attr-defined]
         if method.__doc__:
-            method.__doc__ = method.__doc__.replace("{options}", self.options_doc())
+            # The placeholder's own line is replaced (its indentation is the formatter's).
+            lines = method.__doc__.split("\n")
+            lines = [self.options_doc() if ln.strip() == "{options}" else ln for ln in lines]
+            method.__doc__ = "\n".join(lines)
         return method

@@ -155,21 +155,22 @@ class SmoothLLMGradientAttribution(LLMGradientAttribution):
     ) -> LLMAttributionResult | tuple[LLMAttributionResult, MonteCarloError]:
         """Attribute each target token's log-probability to the input tokens, smoothed.
 
-                Args:
-                    inp: A Captum ``TextTokenInput``.
-                    target: The target text or token ids; None generates it (``gen_args``).
-                    gen_args: Generation arguments when ``target`` is None (Captum's).
-        {options}
-                    **kwargs: Passed to the inner method (``n_steps``, ``baselines``, ...).
+        Args:
+            inp: A Captum ``TextTokenInput``.
+            target: The target text or token ids; None generates it (``gen_args``).
+            gen_args: Generation arguments when ``target`` is None (Captum's).
+            {options}
+            **kwargs: Passed to the inner method (``n_steps``, ``baselines``, ...).
 
-                Returns:
-                    Captum's ``LLMAttributionResult``; with ``return_error``, also a
-                    :class:`~captum_smooth.core.error_model.MonteCarloError` whose ``standard_error``
-                    is shaped like ``token_attr`` (one row per target token) and whose
-                    ``relative_error`` has one entry per target token.
+        Returns:
+            Captum's ``LLMAttributionResult``; with ``return_error``, also a
+            :class:`~captum_smooth.core.error_model.MonteCarloError` whose
+            ``standard_error``
+            is shaped like ``token_attr`` (one row per target token) and whose
+            ``relative_error`` has one entry per target token.
 
-                Raises:
-                    ValueError: An option this wrapper does not take (or sets itself), or a bad value.
+        Raises:
+            ValueError: An option this wrapper does not take (or sets itself), or a bad value.
         """
         routed = self.router.route(kwargs)
         if not isinstance(inp, TextTokenInput):

@@ -127,28 +127,29 @@ class SmoothLLMAttribution(LLMAttribution):
     ) -> LLMAttributionResult | tuple[LLMAttributionResult, MonteCarloError]:
         """Attribute the target's log-probability to the input features, under weight noise.
 
-                Args:
-                    inp: A Captum ``TextTokenInput``, ``TextTemplateInput`` or ``ImageMaskInput``.
-                    target: The target text or token ids; None generates it (``gen_args``).
-                    num_trials: Captum's repetitions; must be 1 here (give ``n_weight_samples``).
-                    gen_args: Generation arguments when ``target`` is None (Captum's).
-                    use_cached_outputs: Captum's option for token-by-token forward passes. Default:
-                        None, Captum's True, but False with ``stdevs`` (a cached pass feeds only the
-                        new token, whose embedding noise would land on position 0); True with
-                        ``stdevs`` is an error.
-                    _inspect_forward: Captum's internal callback.
-                    forward_in_tokens: Captum's option (token-by-token or one sequence pass).
-        {options}
-                    **kwargs: Passed to the inner method (``feature_mask``, ``n_samples``, ...).
+        Args:
+            inp: A Captum ``TextTokenInput``, ``TextTemplateInput`` or ``ImageMaskInput``.
+            target: The target text or token ids; None generates it (``gen_args``).
+            num_trials: Captum's repetitions; must be 1 here (give ``n_weight_samples``).
+            gen_args: Generation arguments when ``target`` is None (Captum's).
+            use_cached_outputs: Captum's option for token-by-token forward passes. Default:
+                None, Captum's True, but False with ``stdevs`` (a cached pass feeds only the
+                new token, whose embedding noise would land on position 0); True with
+                ``stdevs`` is an error.
+            _inspect_forward: Captum's internal callback.
+            forward_in_tokens: Captum's option (token-by-token or one sequence pass).
+            {options}
+            **kwargs: Passed to the inner method (``feature_mask``, ``n_samples``, ...).
 
-                Returns:
-                    Captum's ``LLMAttributionResult``; with ``return_error``, also a
-                    :class:`~captum_smooth.core.error_model.MonteCarloError` whose ``standard_error``
-                    has one row for the sequence and one per target token (when the method gives
-                    per-token attributions) and whose ``relative_error`` has one entry per row.
+        Returns:
+            Captum's ``LLMAttributionResult``; with ``return_error``, also a
+            :class:`~captum_smooth.core.error_model.MonteCarloError` whose
+            ``standard_error``
+            has one row for the sequence and one per target token (when the method gives
+            per-token attributions) and whose ``relative_error`` has one entry per row.
 
-                Raises:
-                    ValueError: An option this wrapper does not take (or sets itself), or a bad value.
+        Raises:
+            ValueError: An option this wrapper does not take (or sets itself), or a bad value.
         """
         routed = self.router.route(kwargs)
         stdevs = routed.params["stdevs"]

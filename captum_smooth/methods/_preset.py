@@ -30,6 +30,7 @@ from ..core.tunnel import SmoothTunnel
 
 __all__ = ["COMMON_OPTIONS", "INPUT_NOISE_OPTIONS", "SmoothingPreset"]
 
+
 def _build_inner(forward_func: Any, attribution_method: Any) -> Attribution:
     """The inner method: Saliency by default, a class built on ``forward_func``, or an instance."""
     if attribution_method is None:

@@ -8,13 +8,12 @@ the model's weights whatever forward function the inner method was built on.
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any
 
 from torch import nn
 
 from ..noise.weights import BoundWeightNoise, WeightNoise
+from ..noise.weights_perturber import check_stdev
 
 __all__ = ["WEIGHT_NOISE_PARAMETERS", "weight_noise_option", "with_weight_stdev"]
 
@@ -34,16 +33,6 @@ WEIGHT_NOISE_PARAMETERS: dict[str, tuple[Any, str]] = {
 def with_weight_stdev(default: float | None, doc: str) -> dict[str, tuple[Any, str]]:
     """:data:`WEIGHT_NOISE_PARAMETERS` with another default (and documentation) of the scale."""
     return {**WEIGHT_NOISE_PARAMETERS, "weight_stdev": (default, doc)}
-
-
-def _check_stdev(stdev: Any) -> float:
-    # Checked here so that the message names the doors' argument, `weight_stdev`.
-    if isinstance(stdev, bool) or not isinstance(stdev, numbers.Real):
-        raise TypeError(f"`weight_stdev` must be a float >= 0, got {stdev!r}")
-    value = float(stdev)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"`weight_stdev` must be finite and >= 0, got {stdev!r}")
-    return value
 
 
 def _check_not_frozen(door: str, model: nn.Module) -> None:
@@ -91,7 +80,10 @@ def weight_noise_option(
             )
         return None
     noise = WeightNoise(
-        _check_stdev(stdev), params["noise_type"], params["parameters"], params["exclude"]
+        check_stdev(stdev, "weight_stdev"),
+        params["noise_type"],
+        params["parameters"],
+        params["exclude"],
     )
     _check_not_frozen(door, model)
     return noise.bound_to(model)

@@ -14,7 +14,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .._checks import GeneratorLike, check_positive_int, resolve_generator, seed_from
-from ..noise.weights import ParameterFilter, WeightNoise, WeightPerturber, _check_stdev
+from ..noise.weights import ParameterFilter, WeightNoise, WeightPerturber
+from ..noise.weights_perturber import check_stdev
 
 __all__ = ["CalibrationResult", "CalibrationStep", "calibrate_weight_noise"]
 
@@ -59,10 +60,10 @@ def _check_fraction(value: Any, name: str) -> float:
 
 def _check_search_range(max_stdev: Any, initial_stdev: Any) -> tuple[float, float]:
     """``(max_stdev, initial_stdev)`` checked: ``0 < initial_stdev <= max_stdev``."""
-    max_stdev = _check_stdev(max_stdev, "max_stdev")
+    max_stdev = check_stdev(max_stdev, "max_stdev")
     if max_stdev == 0.0:
         raise ValueError("`max_stdev` must be > 0")
-    initial_stdev = _check_stdev(initial_stdev, "initial_stdev")
+    initial_stdev = check_stdev(initial_stdev, "initial_stdev")
     if not 0.0 < initial_stdev <= max_stdev:
         raise ValueError(
             f"`initial_stdev` must lie in (0, max_stdev={max_stdev}], got {initial_stdev}"

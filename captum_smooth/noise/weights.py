@@ -47,7 +47,7 @@ from typing import Any
 
 from torch import nn
 
-from .weights_perturber import NOISE_TYPES, WeightPerturber, _check_noise_type, _check_stdev
+from .weights_perturber import NOISE_TYPES, WeightPerturber, _check_noise_type, check_stdev
 from .weights_selection import ParameterFilter, _check_filter, select_parameters
 from .weights_session import WeightSession, model_lock
 
@@ -111,7 +111,7 @@ class WeightNoise:
         exclude: ParameterFilter | None = None,
         trainable_only: bool = True,
     ) -> None:
-        self.stdev = _check_stdev(stdev)
+        self.stdev = check_stdev(stdev)
         self.noise_type = _check_noise_type(noise_type)
         _check_filter(parameters, "parameters")
         _check_filter(exclude, "exclude")

@@ -25,7 +25,7 @@ __all__ = ["NOISE_TYPES", "WeightPerturber"]
 NOISE_TYPES = ("multiplicative", "additive")
 
 
-def _check_stdev(stdev: Any, name: str = "stdev") -> float:
+def check_stdev(stdev: Any, name: str = "stdev") -> float:
     """``stdev`` as a float, checked: a real number, finite and >= 0 (bools refused)."""
     if isinstance(stdev, bool) or not isinstance(stdev, numbers.Real):
         raise TypeError(f"`{name}` must be a float >= 0, got {stdev!r}")
@@ -160,7 +160,7 @@ class WeightPerturber:
             stdev: Noise scale for this draw; None uses :attr:`stdev`. Default: None.
         """
         self._check_active()
-        s = self.stdev if stdev is None else _check_stdev(stdev)
+        s = self.stdev if stdev is None else check_stdev(stdev)
         if s == 0.0:
             self._copy_backups()
         else:

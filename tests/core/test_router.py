@@ -71,8 +71,8 @@ def test_the_signature_and_docs_come_from_the_tables() -> None:
     def attribute(self: Any, inputs: Any, target: Any = None, **kwargs: Any) -> Any:
         """Smooth.
 
-        Args:
-{options}
+                Args:
+        {options}
         """
 
     router.document(attribute)

@@ -87,7 +87,7 @@ def test_noise_type_parameters_and_exclude_reach_the_weight_noise(
     # Every parameter excluded, or none selected: the draws are the clean model.
     nothing = r"^$"
     for kw in ({"exclude": r".*"}, {"parameters": nothing}):
-        with pytest.raises(ValueError, match="no parameter|selects no|matched no|no trainable"):
+        with pytest.raises(ValueError, match=r"selects no parameter"):
             _scores(wrapper, tokenizer, weight_stdev=0.3, **kw, **extra)
     only_head = _scores(wrapper, tokenizer, weight_stdev=0.3, parameters=r"lm_head|wte", **extra)
     assert not torch.allclose(only_head, noisy)

@@ -283,4 +283,4 @@ def test_public_names_importable_from_weights_and_noise() -> None:
         assert hasattr(weights_module, name), name
     for name in [n for n in weights_module.__all__ if n != "WeightSession"]:
         assert getattr(noise_pkg, name) is getattr(weights_module, name), name
-    assert callable(weights_module._check_stdev)  # used by methods.calibration
+    assert callable(weights_module.check_stdev)  # used by methods.calibration
