@@ -108,7 +108,7 @@ class SmoothTunnel(NoiseTunnel):
         return "SmoothTunnel"
 
     @log_usage(part_of_slo=True)
-    def attribute(  # type: ignore[override]
+    def attribute(
         self,
         inputs: Tensor | tuple[Tensor, ...],
         nt_type: str = "smoothgrad",
