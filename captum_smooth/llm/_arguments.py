@@ -17,7 +17,8 @@ def check_inner_method(wrapper: type, attr_method: Any) -> None:
     Raises:
         TypeError: Naming ``attr_method``, what was given and what is supported.
     """
-    supported = wrapper.SUPPORTED_METHODS
+    # Captum's LLM classes list the methods they take (an assertion in their constructor).
+    supported: tuple[type, ...] = getattr(wrapper, "SUPPORTED_METHODS", ())
     if not isinstance(attr_method, supported):
         names = ", ".join(cls.__name__ for cls in supported)
         raise TypeError(
