@@ -17,7 +17,6 @@ Memory is bounded by one chunk: the reducer streams its statistics.
 from __future__ import annotations
 
 import contextlib
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +25,7 @@ from captum._utils.common import _format_tensor_into_tuples, _is_tuple
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .._warnings import warn
 from .error_model import ErrorTracking, MonteCarloError
 from .expansion import PER_EXAMPLE_KWARGS, expand_kwargs, select_examples
 from .layer_noise import LayerNoise
@@ -336,10 +336,9 @@ class SamplingLoop:
         )
         n_dropped = int(dropped.sum())
         if n_dropped:
-            warnings.warn(
+            warn(
                 f"{n_dropped} noisy sample(s) gave an attribution containing NaN and were "
                 f"dropped (per example: {dropped.tolist()}); see `last_report`",
                 RuntimeWarning,
-                stacklevel=5,
             )
         return LoopResult(attributions, self.is_attr_tuple, self.deltas, error, report)

@@ -15,7 +15,6 @@ without a step of the user's own.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +22,8 @@ import numpy as np
 import torch
 from captum.attr import Attribution
 from torch import Tensor
+
+from .._warnings import warn
 
 __all__ = ["as_quantus_explain_func", "patch_numpy_for_quantus", "quantus_explain_func"]
 
@@ -121,11 +122,10 @@ def quantus_explain_func(
         if is_instance:
             explainer = method
             if model is not None and model is not explainer.forward_func:
-                warnings.warn(
+                warn(
                     "quantus_explain_func: the attribution instance explains its own "
                     "forward_func, not the model passed by Quantus; pass the class to rebuild it "
                     "for every model",
-                    stacklevel=2,
                 )
         else:
             explainer = method(model)
