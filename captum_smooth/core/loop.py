@@ -17,7 +17,7 @@ Memory is bounded by one chunk: the reducer streams its statistics.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -32,7 +32,7 @@ from .layer_noise import LayerNoise
 from .noising import draw_noise, evaluate_sigma, noisy_copies
 from .plan import SamplingPlan
 from .random_state import seeded_global_states
-from .reducers import Reducer
+from .reducers import CountingReducer, Reducer
 from .targets import TARGET_FAILURES, explain_target_failure
 
 __all__ = ["LoopResult", "SamplingLoop", "SamplingReport", "call_inner"]
@@ -67,7 +67,6 @@ class SamplingReport:
     n_inner_calls: int
     n_weight_samples: int
     error: MonteCarloError | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
     tolerance_not_reached: Tensor | None = None
 
     def __repr__(self) -> str:
@@ -305,9 +304,11 @@ class SamplingLoop:
 
     def _counts(self) -> tuple[Tensor, Tensor]:
         """Valid and NaN-dropped samples per example (from the reducer when it counts them)."""
-        count = getattr(self.reducer, "count", None)
-        dropped = getattr(self.reducer, "n_dropped", None)
-        if count is None:
+        count: Tensor | None = None
+        dropped: Tensor | None = None
+        if isinstance(self.reducer, CountingReducer):
+            count, dropped = self.reducer.count, self.reducer.n_dropped
+        if count is None:  # a reducer that does not count: every sample fed was used
             count = self.fed
         if dropped is None:
             dropped = torch.zeros_like(count)
