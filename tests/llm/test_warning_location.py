@@ -19,6 +19,8 @@ from captum_smooth import (
 )
 
 PROMPT = "the cat sat on the"
+#: A tolerance no sample count reaches: the warning is certain.
+NEVER_REACHED = {"tolerance": 1e-9, "min_samples": 2, "max_samples": 2, "generator": 0}
 
 
 def assert_warns_here(category: type[Warning], call: Callable[[], Any]) -> None:
@@ -39,10 +41,7 @@ def test_gradient_wrapper_tolerance_not_reached_points_here(gpt2: Any, tokenizer
     inp = TextTokenInput(PROMPT, tokenizer)
     assert_warns_here(
         ToleranceNotReachedWarning,
-        lambda: smooth.attribute(
-            inp, target="mat", n_steps=2, tolerance=1e-9, min_samples=2, max_samples=2,
-            generator=0,
-        ),  # fmt: skip
+        lambda: smooth.attribute(inp, target="mat", n_steps=2, **NEVER_REACHED),
     )
 
 
@@ -54,8 +53,5 @@ def test_perturbation_wrapper_tolerance_not_reached_points_here(
     inp = TextTokenInput(PROMPT, tokenizer)
     assert_warns_here(
         ToleranceNotReachedWarning,
-        lambda: smooth.attribute(
-            inp, target="mat", stdevs=stdevs, tolerance=1e-9, min_samples=2, max_samples=2,
-            generator=0,
-        ),  # fmt: skip
+        lambda: smooth.attribute(inp, target="mat", stdevs=stdevs, **NEVER_REACHED),
     )
