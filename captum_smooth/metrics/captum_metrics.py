@@ -30,7 +30,7 @@ def _check_method(method: object) -> Attribution:
             "`method` must be a Captum attribution instance (with `attribute` and "
             f"`forward_func`), got {type(method).__name__}"
         )
-    return method  # type: ignore[return-value]
+    return method
 
 
 def _as_tuple(inputs: InputsLike) -> tuple[Tensor, ...]:
