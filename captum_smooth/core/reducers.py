@@ -82,7 +82,9 @@ class Reducer(Protocol):
     * ``error_is_free`` (optional flag, default False, with ``standard_error()``): the error
       costs nothing beyond what ``result()`` keeps, so the loop reports it even unasked.
 
-    The optional members are read once per call through :meth:`ReducerTraits.of`.
+    The loop tests the optional methods and counts with ``isinstance`` against
+    :class:`ErrorReducer` and :class:`CountingReducer`, and reads the flags through
+    :meth:`ReducerTraits.of`, which gathers all four (defaults filled in).
     """
 
     def update(
