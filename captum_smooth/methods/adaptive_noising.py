@@ -473,15 +473,10 @@ def _check_loss(value: Any, n: int) -> Tensor:
 def _uniform_fill(clean: Tensor, value_range: Any, seed: int) -> Tensor:
     """One uniform perturbation per example (in its own ``[min, max]`` or ``value_range``)."""
     batch = clean.shape[0]
-    u = torch.stack(
-        [
-            torch.rand(
-                clean.shape[1:],
-                generator=torch.Generator().manual_seed(derive_seed(seed, _FILL_STREAM, r)),
-            )
-            for r in range(batch)
-        ]
-    ).to(device=clean.device, dtype=clean.dtype)
+    # One CPU stream per example: an example's perturbation does not depend on the batch.
+    gens = [torch.Generator().manual_seed(derive_seed(seed, _FILL_STREAM, r)) for r in range(batch)]
+    u = torch.stack([torch.rand(clean.shape[1:], generator=g) for g in gens])
+    u = u.to(device=clean.device, dtype=clean.dtype)
     shape = (batch,) + (1,) * (clean.dim() - 1)
     lo: Tensor | float
     hi: Tensor | float

@@ -109,3 +109,17 @@ def test_in_the_loop_chunks_and_subsets_give_the_same_roots() -> None:
     whole = roots([0, 1, 2], 6)
     assert torch.equal(roots([0, 1, 2], 2), whole)
     assert torch.equal(roots([1], 4)[0], whole[1])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_cuda_the_draws_are_made_there_and_do_not_depend_on_chunks() -> None:
+    crn = CommonRandomNumbers("gaussian", seed=3)
+
+    def draws(chunks: list[int]) -> torch.Tensor:
+        crn.restart([0, 1])
+        parts = [crn.sample((2 * k, 3), device="cuda").view(2, k, 3) for k in chunks]
+        return torch.cat(parts, dim=1)
+
+    whole = draws([6])
+    assert whole.device.type == "cuda"
+    assert torch.equal(draws([2, 4]), whole)
