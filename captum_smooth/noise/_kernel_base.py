@@ -169,6 +169,14 @@ class SampleRequest(NamedTuple):
     def checked(cls, shape: Sequence[int] | int, **options: Unpack[SampleOptions]) -> SampleRequest:
         """The request of ``sample(shape, **options)``, its arguments checked.
 
+        Args:
+            shape: The output shape (a sequence of ints, or one int).
+            **options: ``generator``, ``device`` and ``dtype``, as for :meth:`Kernel.sample`.
+
+        Returns:
+            The request, with ``size`` a tuple and ``dtype`` resolved (the default dtype for
+            None).
+
         Raises:
             TypeError: An unknown keyword, a shape that is not a sequence, a non-float dtype.
             ValueError: A negative or non-integer dimension.
@@ -187,8 +195,8 @@ class SampleRequest(NamedTuple):
 class CheckedKernel(Kernel):
     """A kernel whose :meth:`sample` checks its arguments, then draws with :meth:`draw`.
 
-    The one implementation of the checks of ``sample`` (``shape``, then ``dtype``, unknown
-    keywords) for the kernels of this package and for kernels built on others, such as
+    The one implementation of the checks of ``sample`` (unknown keywords, ``shape``, then
+    ``dtype``) for the kernels of this package and for kernels built on others, such as
     :class:`~captum_smooth.noise.crn.CommonRandomNumbers`. Subclasses implement :meth:`draw`.
 
     Examples::
