@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .._warnings import warn
 from .error_model import ErrorTracking, MonteCarloError
-from .expansion import PER_EXAMPLE_KWARGS, expand_kwargs, select_examples
+from .expansion import expand_kwargs, select_examples, select_kwargs
 from .layer_noise import LayerNoise
 from .noising import draw_noise, evaluate_sigma, noisy_copies
 from .plan import SamplingPlan
@@ -263,11 +263,9 @@ class SamplingLoop:
         plan, rows = self.plan, self.active
         if rows is None:
             return plan.inputs, plan.kwargs, plan.sigmas
-        kwargs = dict(plan.kwargs)
-        for key in PER_EXAMPLE_KWARGS:
-            # Baselines drawn from a distribution are not per example.
-            if key in kwargs and not (key == "baselines" and plan.draw_baselines):
-                kwargs[key] = select_examples(kwargs[key], rows, plan.batch)
+        # Baselines drawn from a distribution are not per example.
+        shared = ("baselines",) if plan.draw_baselines else ()
+        kwargs = select_kwargs(plan.kwargs, rows, plan.batch, shared)
         sigmas = plan.sigmas
         if sigmas is not None:
             sigmas = tuple(select_examples(s, rows, plan.batch) for s in sigmas)

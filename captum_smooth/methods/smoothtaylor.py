@@ -22,7 +22,7 @@ from captum.attr import LayerAttribution, Saliency
 from torch import Tensor
 
 from .._checks import seed_from
-from ..core.expansion import PER_EXAMPLE_KWARGS, select_examples
+from ..core.expansion import select_examples, select_kwargs
 from ..noise.sigma import PerExampleSigma
 from ._preset import COMMON_OPTIONS, SmoothingPreset
 from .adaptive_noising import AdaptiveNoising, AdaptiveResult
@@ -231,7 +231,7 @@ class SmoothTaylor(SmoothingPreset):
                 stdevs=PerExampleSigma(sigma),
                 kernel=crn,
                 **loop,
-                **_select_rows(inner, rows, batch),
+                **select_kwargs(inner, rows, batch),
             )
             maps = _format_tensor_into_tuples(out)
             return maps, loss(maps, rows)
@@ -264,14 +264,6 @@ def _floating_inputs(inputs: Tensor | tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         if not isinstance(x, Tensor) or not x.is_floating_point():
             raise TypeError(f"`inputs[{i}]` must be a floating-point tensor")
     return inputs_t
-
-
-def _select_rows(kwargs: dict[str, Any], rows: Tensor, batch: int) -> dict[str, Any]:
-    """The inner method's arguments of the examples ``rows`` (per-example ones subset)."""
-    return {
-        key: select_examples(value, rows, batch) if key in PER_EXAMPLE_KWARGS else value
-        for key, value in kwargs.items()
-    }
 
 
 def adaptive_smooth_taylor(
