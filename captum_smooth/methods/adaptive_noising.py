@@ -285,7 +285,12 @@ class AdaptiveNoising:
         clean = inputs[0].detach()
         if user == "total_variation":
             return lambda maps, rows: direction * total_variation(maps[0], **kwargs)
-        metric = {"aupc": aupc, "deletion_auc": deletion_auc, "insertion_auc": insertion_auc}[user]
+        metrics: dict[str, Callable[..., Tensor]] = {
+            "aupc": aupc,
+            "deletion_auc": deletion_auc,
+            "insertion_auc": insertion_auc,
+        }
+        metric = metrics[user]
         fill: Tensor | None = None
         if user == "aupc" and kwargs.get("baseline") is None:
             kwargs.pop("baseline", None)
