@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from captum.attr import Attribution
 from torch import Tensor, nn
 
 from .methods import get_method
@@ -116,11 +117,11 @@ def _to_float(value: Any) -> float:
         raise ValueError(f"expected a number, got {value!r}") from None
 
 
-def _method_class(key: str) -> type:
+def _method_class(key: str) -> type[Attribution]:
     return get_method(key).cls
 
 
-def _parameters(cls: type, fields: dict[str, tuple[Any, ...]], config: Any) -> Any:
+def _parameters(cls: type[Attribution], fields: dict[str, tuple[Any, ...]], config: Any) -> Any:
     from ..noise import kernel_names
 
     accepted = inspect.signature(cls.attribute).parameters
