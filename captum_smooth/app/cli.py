@@ -168,13 +168,7 @@ def _add_run_options(parser: argparse.ArgumentParser, demo: bool) -> None:
         default_note="calibrated for the model, the largest s keeping 95% of its predictions; "
         "cached",
     )
-    parser.add_argument(
-        "--out",
-        "-o",
-        type=Path,
-        default=Path("out/demo" if demo else "out/explain"),
-        help="output folder (default: %(default)s)",
-    )
+    add_option(parser, "--out", aliases=["-o"], default=Path("out/demo" if demo else "out/explain"))
     parser.add_argument(
         "--auc-steps",
         type=int,

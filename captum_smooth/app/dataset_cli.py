@@ -133,7 +133,7 @@ def add_explain_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="'digits' (scikit-learn's 1797 digits) or a directory of images (class/image "
         "layouts give labels when the folders are class indices or ImageNet class names)",
     )
-    p.add_argument("--out", required=True, help="the store directory (new, empty, or to resume)")
+    add_option(p, "--out", required=True, default_note="the store, new, empty or to resume")
     p.add_argument(
         "--method",
         type=_method_name,

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from .methods import kernel_cli_names
 
 __all__ = ["SHARED_OPTIONS", "add_option", "add_renamed"]
 
-#: ``argparse`` arguments of each shared option; ``{default}`` in a help text is filled with
-#: the subcommand's ``default_note`` (what its default means), else with ``%(default)s``.
+#: ``argparse`` arguments of each shared option; ``{default}`` in a help text becomes
+#: "default: " and the subcommand's ``default_note`` (what its default means, else the value),
+#: or "required" and the note for a required option.
 SHARED_OPTIONS: dict[str, dict[str, Any]] = {
-    "--seed": {"type": int, "default": 0, "help": "seed of every random draw (default: {default})"},
+    "--seed": {"type": int, "default": 0, "help": "seed of every random draw ({default})"},
     "--kernel": {
         "default": None,
         "metavar": "K",
@@ -31,15 +33,16 @@ SHARED_OPTIONS: dict[str, dict[str, Any]] = {
         "default": None,
         "metavar": "S",
         "help": "weight-noise scale s of noisegrad and fusiongrad (every weight times "
-        "N(1, s^2); default: {default})",
+        "N(1, s^2); {default})",
     },
     "--noise-level": {
         "type": float,
         "metavar": "L",
         "help": "input-noise sigma, as a share of the input's range, of the methods that take "
-        "it (default: {default})",
+        "it ({default})",
     },
-    "--size": {"type": int, "default": 224, "help": "image side in pixels (default: {default})"},
+    "--size": {"type": int, "default": 224, "help": "image side in pixels ({default})"},
+    "--out": {"type": Path, "metavar": "DIR", "help": "the output folder ({default})"},
     "--no-progress": {"action": "store_true", "help": "no progress bars"},
 }
 
@@ -59,20 +62,23 @@ def add_option(
         option: The option, e.g. ``"--weight-noise"``.
         aliases: Short spellings (``-n``) added beside it.
         default_note: What the default means, for the help (default: the default's value).
-        **changes: This subcommand's ``default`` (the only argument that may differ).
+        **changes: This subcommand's ``default`` or ``required`` (the only arguments that may
+            differ).
 
     Returns:
         The argparse action.
 
     Raises:
         KeyError: An option that is not shared.
-        ValueError: A change other than ``default`` (it would make the option differ).
+        ValueError: A change other than ``default`` or ``required`` (it would make the option
+            differ).
     """
-    if set(changes) - {"default"}:
+    if set(changes) - {"default", "required"}:
         raise ValueError(f"{option}: only the default may differ between subcommands")
     arguments = {**SHARED_OPTIONS[option], **changes}
     # argparse formats help with %: a note's own percent signs are kept literal.
     note = "%(default)s" if default_note is None else default_note.replace("%", "%%")
+    note = ("required: " if changes.get("required") else "default: ") + note
     arguments["help"] = arguments["help"].format(default=note)
     return parser.add_argument(option, *aliases, **arguments)
 

@@ -423,7 +423,7 @@ def add_explain_text_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_option(p, "--weight-noise", default=defaults["weight_noise"])
     add_renamed(p, "--weight-stdev", "--weight-noise")
     add_option(p, "--seed", default=defaults["seed"])
-    p.add_argument("--out", type=Path, default=Path("out/text"), help="output folder")
+    add_option(p, "--out", default=Path("out/text"))
     p.set_defaults(func=run_explain_text)
     return p
 
