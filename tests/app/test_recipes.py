@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from benchmarks import _quality_methods, bench_methods
-from captum_smooth.app import dataset_cli, explain, fusion_split, methods, text
+from captum_smooth.app import dataset_cli, explain, fusion_split, insights, methods, text
 from captum_smooth.app.cli import build_parser, main
 from captum_smooth.app.options import SHARED_OPTIONS
 
@@ -54,6 +54,9 @@ def test_every_front_end_splits_the_fusion_budget_with_the_one_function() -> Non
     fusion = next(r for r in rows if r.method == "fusiongrad")
     weight_draws, input_draws = one(20, input_draws=_quality_methods.QUALITY_INPUT_DRAWS)
     assert fusion.label == f"FusionGrad {weight_draws}x{input_draws}"  # the benchmarks
+    fields = insights.INSIGHTS_METHODS["fusiongrad"]  # Insights' starting values
+    start = (fields["n_weight_samples"][1], fields["nt_samples"][1])
+    assert insights.fusion_split is one and start == one(insights._START_BUDGET)
 
 
 def test_the_split_rules_are_those_of_earlier_versions() -> None:
