@@ -53,6 +53,7 @@ from .methods import TextRecipe, text_methods
 from .options import add_option, add_renamed
 
 __all__ = [
+    "DEFAULT_SETTINGS",
     "TEXT_METHODS",
     "SimilarityModel",
     "TokenRow",
