@@ -19,14 +19,15 @@ __all__ = ["SHARED_OPTIONS", "add_option", "add_renamed"]
 
 #: ``argparse`` arguments of each shared option; ``{default}`` in a help text becomes
 #: "default: " and the subcommand's ``default_note`` (what its default means, else the value),
-#: or "required" and the note for a required option.
+#: or "required" and the note for a required option; ``{kernels}``, the kernels registered when
+#: the parser is built (a plug-in's too).
 SHARED_OPTIONS: dict[str, dict[str, Any]] = {
     "--seed": {"type": int, "default": 0, "help": "seed of every random draw ({default})"},
     "--kernel": {
         "default": None,
         "metavar": "K",
         "help": "input-noise kernel of the methods that draw input noise, named as in the "
-        "method names: " + ", ".join(kernel_cli_names()) + " (default: gaussian)",
+        "method names: {kernels} (default: gaussian)",
     },
     "--weight-noise": {
         "type": float,
@@ -79,7 +80,8 @@ def add_option(
     # argparse formats help with %: a note's own percent signs are kept literal.
     note = "%(default)s" if default_note is None else default_note.replace("%", "%%")
     note = ("required: " if changes.get("required") else "default: ") + note
-    arguments["help"] = arguments["help"].format(default=note)
+    kernels = ", ".join(kernel_cli_names())
+    arguments["help"] = arguments["help"].format(default=note, kernels=kernels)
     return parser.add_argument(option, *aliases, **arguments)
 
 
