@@ -1,8 +1,10 @@
 """The method rows of the quality benchmark: which methods, at which budget, and how one runs.
 
 Every row but Captum's own NoiseTunnel reference and the controls is an entry of the method
-table (:mod:`captum_smooth.app.methods`) with the overrides written in :func:`method_specs`;
-the controls are those of :mod:`captum_smooth.app.controls`.
+table (:mod:`captum_smooth.app.methods`, its :class:`~captum_smooth.app.methods.MethodSpec`)
+with the overrides written in :func:`method_specs`; FusionGrad's budget is split by the app's
+one :func:`~captum_smooth.app.fusion_split.fusion_split` (with :data:`QUALITY_INPUT_DRAWS` input
+draws per weight draw); the controls are those of :mod:`captum_smooth.app.controls`.
 """
 
 from __future__ import annotations
@@ -19,26 +21,29 @@ from captum.attr import Attribution, NoiseTunnel
 from torch import Tensor, nn
 
 from captum_smooth.app.controls import BlurredGradient, EdgeMap, RandomMap
-from captum_smooth.app.methods import get_method
+from captum_smooth.app.methods import MethodSpec, fusion_split, get_method
 
 __all__ = [
     "BOUNDS",
     "CONFIDENCES",
-    "FUSION_INPUT_DRAWS",
     "KERNELS",
     "NOISE_LEVEL",
+    "QUALITY_INPUT_DRAWS",
     "WEIGHT_STDEV",
     "BoundMethod",
     "Builder",
-    "MethodSpec",
+    "QualityRow",
     "explain",
     "method_specs",
     "timed",
 ]
 
 NOISE_LEVEL = 0.15  # sigma of every input-noise method, as a share of the [0, 1] range
-WEIGHT_STDEV = 0.2  # NoiseGrad / FusionGrad multiplicative weight noise (the authors' default)
-FUSION_INPUT_DRAWS = 5  # FusionGrad: budget / 5 weight draws x 5 input draws
+#: NoiseGrad / FusionGrad multiplicative weight noise: the method table's (the authors' default).
+WEIGHT_STDEV: float = get_method("noisegrad").kwargs(1)["weight_stdev"]
+#: FusionGrad in these tables: input draws per weight draw (budget / 5 weight draws x 5), where
+#: the app splits a fixed budget about sqrt(N) x sqrt(N).
+QUALITY_INPUT_DRAWS = 5
 BOUNDS = (0.0, 1.0)
 KERNELS = ("laplace", "uniform", "student_t", "bump")
 CONFIDENCES = (0.9, 0.95, 0.99)
@@ -47,7 +52,7 @@ Builder = Callable[[nn.Module, int], tuple[Attribution, dict[str, Any]]]
 
 
 @dataclass(frozen=True)
-class MethodSpec:
+class QualityRow:
     """One row of the tables.
 
     Attributes:
@@ -57,8 +62,8 @@ class MethodSpec:
             target is added at call time. None when the row is not run (see ``skipped``).
         kind: ``method`` or ``control``.
         skipped: Why the row is not run, else "".
-        method: The name of its entry in the method table (:mod:`captum_smooth.app.methods`),
-            "" for the Captum reference and the controls.
+        spec: Its entry of the method table (:mod:`captum_smooth.app.methods`), None for the
+            Captum reference and the controls.
     """
 
     label: str
@@ -66,12 +71,17 @@ class MethodSpec:
     build: Builder | None
     kind: str = "method"
     skipped: str = ""
-    method: str = ""
+    spec: MethodSpec | None = None
+
+    @property
+    def method(self) -> str:
+        """The name of its entry in the method table, "" when it has none."""
+        return "" if self.spec is None else self.spec.name
 
 
 def _table_row(
     label: str, name: str, budget: int, seeded: bool = True, **overrides: Any
-) -> MethodSpec:
+) -> QualityRow:
     """The method table's ``name`` at ``budget``, with ``overrides`` of its arguments."""
     spec = get_method(name)
 
@@ -79,20 +89,21 @@ def _table_row(
         seed = {"generator": s} if seeded else {}
         return spec.cls(m), spec.kwargs(budget, **overrides, **seed)
 
-    return MethodSpec(label, spec.evaluations(budget), build, method=spec.name)
+    return QualityRow(label, spec.evaluations(budget), build, spec=spec)
 
 
 def method_specs(
     budget: int, blur_sigma: float, chunk: int | None = None, ig_rows: int | None = None
-) -> list[MethodSpec]:
+) -> list[QualityRow]:
     """Every method and control at ``budget`` gradient evaluations per image.
 
     The methods are the method table's entries (:func:`captum_smooth.app.methods.get_method`),
     with these overrides of the table's arguments: the chunk sizes below, a seed per run, the
     AdaptGrad confidences of :data:`CONFIDENCES`, FusionGrad's ``budget / 5`` weight x 5 input
-    draws at sigma :data:`NOISE_LEVEL`, SmoothTaylor at sigma :data:`NOISE_LEVEL`, and
-    Integrated Gradients by Gauss-Legendre from a black image. Captum's own NoiseTunnel
-    SmoothGrad is the reference row (around the table's ``gradient`` class).
+    draws (:data:`QUALITY_INPUT_DRAWS`) at sigma :data:`NOISE_LEVEL`, SmoothTaylor at sigma
+    :data:`NOISE_LEVEL`, and Integrated Gradients by Gauss-Legendre from a black image.
+    Captum's own NoiseTunnel SmoothGrad is the reference row (around the table's ``gradient``
+    class).
 
     Args:
         budget: Gradient evaluations per image (>= 5).
@@ -111,9 +122,9 @@ def method_specs(
     n = budget
     ours = {"nt_samples_batch_size": None if chunk is None else "auto"}
     gradient = get_method("gradient")
-    specs: list[MethodSpec] = [
+    specs: list[QualityRow] = [
         _table_row("Gradient", "gradient", n, seeded=False),
-        MethodSpec(
+        QualityRow(
             "SmoothGrad (Captum NoiseTunnel)",
             n,
             lambda m, s: (
@@ -132,12 +143,12 @@ def method_specs(
         _table_row(f"AdaptGrad c={c}", "adaptgrad", n, confidence=c, **ours) for c in CONFIDENCES
     ]
     specs.append(_table_row("NoiseGrad", "noisegrad", n, weight_stdev=WEIGHT_STDEV))
-    m_draws = max(1, n // FUSION_INPUT_DRAWS)
-    fusion = {"n_weight_samples": m_draws, "nt_samples": FUSION_INPUT_DRAWS}
+    m_draws, n_draws = fusion_split(n, input_draws=QUALITY_INPUT_DRAWS)
+    fusion = {"n_weight_samples": m_draws, "nt_samples": n_draws}
     specs.append(
         dataclasses.replace(
             _table_row(
-                f"FusionGrad {m_draws}x{FUSION_INPUT_DRAWS}",
+                f"FusionGrad {m_draws}x{n_draws}",
                 "fusiongrad",
                 n,
                 weight_stdev=WEIGHT_STDEV,
@@ -145,7 +156,7 @@ def method_specs(
                 **fusion,
                 **ours,
             ),
-            evaluations=m_draws * FUSION_INPUT_DRAWS,
+            evaluations=m_draws * n_draws,
         )
     )
     specs.append(_table_row("SmoothTaylor", "smoothtaylor", n, stdevs=NOISE_LEVEL, **ours))
@@ -155,14 +166,14 @@ def method_specs(
         name = "smoothgrad-" + k.replace("_", "-")
         specs.append(_table_row(f"SmoothGrad {k}", name, n, noise_level=NOISE_LEVEL, **ours))
     specs += [
-        MethodSpec(
+        QualityRow(
             f"control: blurred gradient ({blur_sigma:g} px)",
             1,
             lambda m, s: (BlurredGradient(m, blur_sigma), {}),
             kind="control",
         ),
-        MethodSpec("control: input edge map", 0, lambda m, s: (EdgeMap(m), {}), kind="control"),
-        MethodSpec("control: random map", 0, lambda m, s: (RandomMap(m, s), {}), kind="control"),
+        QualityRow("control: input edge map", 0, lambda m, s: (EdgeMap(m), {}), kind="control"),
+        QualityRow("control: random map", 0, lambda m, s: (RandomMap(m, s), {}), kind="control"),
     ]
     return specs
 
@@ -180,7 +191,7 @@ class BoundMethod(Attribution):
         return out[0] if isinstance(out, tuple) else out
 
 
-def explain(spec: MethodSpec, model: nn.Module, x: Tensor, target: Any, seed: int) -> Tensor:
+def explain(spec: QualityRow, model: nn.Module, x: Tensor, target: Any, seed: int) -> Tensor:
     """The map of ``spec`` (detached); torch's global generator is seeded first (Captum's
     NoiseTunnel draws from it)."""
     assert spec.build is not None
@@ -195,7 +206,7 @@ def explain(spec: MethodSpec, model: nn.Module, x: Tensor, target: Any, seed: in
 
 
 def timed(
-    spec: MethodSpec, model: nn.Module, x: Tensor, target: Any, seed: int
+    spec: QualityRow, model: nn.Module, x: Tensor, target: Any, seed: int
 ) -> tuple[Tensor, float]:
     """The map of ``spec`` (see :func:`explain`) and the wall time of the call (s)."""
     start = time.perf_counter()

@@ -12,7 +12,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from benchmarks._harness import markdown_table
-from benchmarks._quality_methods import CONFIDENCES, MethodSpec
+from benchmarks._quality_methods import CONFIDENCES, QualityRow
 
 __all__ = [
     "Table",
@@ -57,7 +57,7 @@ def _fmt(stat: tuple[float, float] | None) -> str:
     return f"{stat[0]:.3f} ± {stat[1]:.3f}"
 
 
-def render_table(table: Table, specs: list[MethodSpec]) -> str:
+def render_table(table: Table, specs: list[QualityRow]) -> str:
     arrows = {"higher": " ↑", "lower": " ↓", "info": ""}
     header = ["method", "grad evals"] + [m + arrows[d] for m, d in table.metrics] + ["ms / image"]
     rows = []
@@ -119,7 +119,7 @@ def _claim(table: Table, metric: str, a: str, b: str) -> str:
     )
 
 
-def control_report(table: Table, specs: list[MethodSpec]) -> str:
+def control_report(table: Table, specs: list[QualityRow]) -> str:
     """For each metric: which methods the best control beats or ties."""
     controls = [s.label for s in specs if s.kind == "control" and s.label in table.values]
     methods = [s.label for s in specs if s.kind == "method" and s.label in table.values]
@@ -158,7 +158,7 @@ _CLAIMS_INTRO = (
 _NOISE_METRICS = ("sparseness", "total variation")
 
 
-def _blur_notes(table: Table, specs: list[MethodSpec]) -> list[str]:
+def _blur_notes(table: Table, specs: list[QualityRow]) -> list[str]:
     """Where the blurred-gradient control beats or ties AdaptGrad c=0.95 on sparseness / TV."""
     blur = next((s.label for s in specs if s.label.startswith("control: blur")), None)
     if not blur or blur not in table.values:
@@ -177,7 +177,7 @@ def _blur_notes(table: Table, specs: list[MethodSpec]) -> list[str]:
     return notes
 
 
-def _adaptgrad_claims(tables: dict[str, Table], specs: dict[str, list[MethodSpec]]) -> list[str]:
+def _adaptgrad_claims(tables: dict[str, Table], specs: dict[str, list[QualityRow]]) -> list[str]:
     out = ["### AdaptGrad sparser and less noisy (lower total variation) than SmoothGrad?\n"]
     for key, table in tables.items():
         out.append(f"{table.title}:")
@@ -202,7 +202,7 @@ def _smoothtaylor_claims(tables: dict[str, Table]) -> list[str]:
     return out
 
 
-def _noisegrad_claims(tables: dict[str, Table], specs: dict[str, list[MethodSpec]]) -> list[str]:
+def _noisegrad_claims(tables: dict[str, Table], specs: dict[str, list[QualityRow]]) -> list[str]:
     out = ["### NoiseGrad / FusionGrad localise better than SmoothGrad?\n"]
     if "patch" not in tables:
         return [*out, "(the ground-truth task was not run)\n"]
@@ -215,7 +215,7 @@ def _noisegrad_claims(tables: dict[str, Table], specs: dict[str, list[MethodSpec
     return out
 
 
-def _control_claims(tables: dict[str, Table], specs: dict[str, list[MethodSpec]]) -> list[str]:
+def _control_claims(tables: dict[str, Table], specs: dict[str, list[QualityRow]]) -> list[str]:
     out = ["### Where a control ties or beats a method\n"]
     for key, table in tables.items():
         out.append(f"{table.title}:")
@@ -224,7 +224,7 @@ def _control_claims(tables: dict[str, Table], specs: dict[str, list[MethodSpec]]
     return out
 
 
-def claims(tables: dict[str, Table], specs: dict[str, list[MethodSpec]]) -> str:
+def claims(tables: dict[str, Table], specs: dict[str, list[QualityRow]]) -> str:
     """The paper claims, checked against the measured numbers (generated text)."""
     out = ["## Paper claims, checked against these numbers\n", _CLAIMS_INTRO]
     out += _adaptgrad_claims(tables, specs)

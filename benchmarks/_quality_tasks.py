@@ -26,7 +26,7 @@ from benchmarks._patch_data import (
 )
 from benchmarks._quality_methods import (
     BoundMethod,
-    MethodSpec,
+    QualityRow,
     explain,
     method_specs,
     timed,
@@ -87,7 +87,7 @@ QUICK = Config(
 )
 
 
-def _selected(specs: list[MethodSpec], cfg: Config) -> list[MethodSpec]:
+def _selected(specs: list[QualityRow], cfg: Config) -> list[QualityRow]:
     if cfg.methods is None:
         return specs
     return [s for s in specs if s.label in cfg.methods]

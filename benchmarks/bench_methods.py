@@ -32,7 +32,7 @@ from captum.attr import NoiseTunnel, Saliency
 from torch import nn
 
 from benchmarks._harness import environment, markdown_table, run_standalone, time_interleaved
-from captum_smooth.app.methods import get_method
+from captum_smooth.app.methods import fusion_split, get_method
 
 __all__ = ["run"]
 
@@ -72,7 +72,8 @@ def _candidates(model: nn.Module, n: int) -> dict[str, Callable[[torch.Tensor], 
     """Name -> call(images) spending ``n`` gradient evaluations per image."""
     sal = Saliency(model)
     captum_nt = NoiseTunnel(sal)
-    m_fusion = 2 if n % 2 == 0 else 1  # the one-call warm-up (n = 1) uses 1 x 1
+    # Two weight draws of n / 2 input draws (an odd n, as the one-call warm-up's, one of n).
+    m_fusion, n_fusion = fusion_split(n, input_draws=n // 2 if n % 2 == 0 else n)
 
     def floor(x: torch.Tensor) -> torch.Tensor:
         total = torch.zeros_like(x)
@@ -94,7 +95,7 @@ def _candidates(model: nn.Module, n: int) -> dict[str, Callable[[torch.Tensor], 
         ),
         "NoiseGrad": _preset("noisegrad", model, n_weight_samples=n, generator=0),
         "FusionGrad (M=2 x N=n/2)": _preset(
-            "fusiongrad", model, n_weight_samples=m_fusion, nt_samples=n // m_fusion, generator=0
+            "fusiongrad", model, n_weight_samples=m_fusion, nt_samples=n_fusion, generator=0
         ),
         "SmoothTaylor": _preset("smoothtaylor", model, nt_samples=n, generator=0),
     }

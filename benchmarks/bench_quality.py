@@ -45,7 +45,7 @@ from typing import Any
 from torch import Tensor
 
 from benchmarks._harness import environment, run_standalone
-from benchmarks._quality_methods import NOISE_LEVEL, WEIGHT_STDEV, MethodSpec, method_specs
+from benchmarks._quality_methods import NOISE_LEVEL, WEIGHT_STDEV, QualityRow, method_specs
 from benchmarks._quality_plots import plot_maps
 from benchmarks._quality_report import Table, Verdict, claims, compare, render_table
 from benchmarks._quality_scores import spearman_rows
@@ -55,7 +55,7 @@ __all__ = [
     "FULL",
     "QUICK",
     "Config",
-    "MethodSpec",
+    "QualityRow",
     "Table",
     "Verdict",
     "claims",
@@ -81,7 +81,7 @@ def run(quick: bool = False, config: Config | None = None) -> dict[str, Any]:
     """
     cfg = config or (QUICK if quick else FULL)
     tables: dict[str, Table] = {}
-    specs: dict[str, list[MethodSpec]] = {}
+    specs: dict[str, list[QualityRow]] = {}
     patch_maps: dict[str, Tensor] = {}
     photo_maps: dict[str, Tensor] = {}
     seconds: dict[str, float] = {}

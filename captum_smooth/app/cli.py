@@ -42,7 +42,8 @@ from .dataset_cli import add_explain_dataset_parser
 from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, PROG, CLIError, short, warn
 from .explain import DEFAULT_MAX_SAMPLES, DEFAULT_TOLERANCE, Settings, run
 from .loading import SAMPLE_PREFIX, LoadedModel, load_model
-from .methods import DEFAULT_METHODS, kernel_cli_names
+from .methods import DEFAULT_METHODS
+from .options import add_option
 from .text import add_explain_text_parser
 
 __all__ = ["CLIError", "LoadedModel", "build_parser", "load_model", "main"]
@@ -153,34 +154,21 @@ def _add_run_options(parser: argparse.ArgumentParser, demo: bool) -> None:
         help="the most gradient evaluations per image when sampling to --tolerance "
         f"(default: {DEFAULT_MAX_SAMPLES})",
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument(
-        "--kernel",
-        default=None,
-        help="input-noise kernel of the methods that draw input noise (default: gaussian); "
-        "named as in the method names: " + ", ".join(kernel_cli_names()),
-    )
+    add_option(parser, "--seed")
+    add_option(parser, "--kernel")
     parser.add_argument(
         "--sign",
         action="store_true",
         help="signed maps (red negative, green positive): every method averages signed "
         "gradients (default: magnitude, the mean of |gradient| per sample)",
     )
-    parser.add_argument(
+    add_option(
+        parser,
         "--weight-noise",
-        type=float,
-        default=None,
-        metavar="S",
-        help="weight-noise scale of noisegrad and fusiongrad (default: calibrated for the "
-        "model, the largest s keeping 95%% of its predictions; cached)",
+        default_note="calibrated for the model, the largest s keeping 95% of its predictions; "
+        "cached",
     )
-    parser.add_argument(
-        "--out",
-        "-o",
-        type=Path,
-        default=Path("out/demo" if demo else "out/explain"),
-        help="output folder (default: %(default)s)",
-    )
+    add_option(parser, "--out", aliases=["-o"], default=Path("out/demo" if demo else "out/explain"))
     parser.add_argument(
         "--auc-steps",
         type=int,
@@ -198,41 +186,38 @@ def _add_run_options(parser: argparse.ArgumentParser, demo: bool) -> None:
         choices=["heat_map", "blended_heat_map", "alpha_scaling", "masked_image"],
         help="Captum visualisation method of the grid (default: %(default)s)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_option(parser, "--no-progress")
+
+
+_IMAGES_HELP = "image files (any format Pillow reads) or skimage:NAME for a bundled photo"
+_MODEL_HELP = (
+    "efficientnet-lite0 (default), torchvision:NAME[:WEIGHTS], a TorchScript file or "
+    "module:callable"
+)
 
 
 def _add_explain_parser(sub: argparse._SubParsersAction) -> None:
     explain = sub.add_parser("explain", help="explain image files with every method")
-    explain.add_argument(
-        "images",
-        nargs="+",
-        metavar="IMAGE",
-        help="image files (any format Pillow reads) or skimage:NAME for a bundled photo",
-    )
-    explain.add_argument(
-        "--model",
-        default=None,
-        help="efficientnet-lite0 (default), torchvision:NAME[:WEIGHTS], a TorchScript file or "
-        "module:callable",
-    )
+    explain.add_argument("images", nargs="+", metavar="IMAGE", help=_IMAGES_HELP)
+    explain.add_argument("--model", default=None, help=_MODEL_HELP)
     explain.add_argument(
         "--target",
         "-t",
         default=None,
         help="class index or name to explain (default: each image's predicted class)",
     )
-    explain.add_argument(
-        "--size", type=int, default=224, help="image side in pixels (default: 224)"
-    )
+    add_option(explain, "--size")
     _add_run_options(explain, demo=False)
 
 
 def _add_insights_parser(sub: argparse._SubParsersAction) -> None:
     insights = sub.add_parser("insights", help="serve Captum Insights with these methods")
     insights.add_argument("--port", type=int, default=None, help="port (default: a free one)")
-    insights.add_argument("--model", default=None, help="as for explain")
-    insights.add_argument("--images", nargs="*", default=None, help="as for explain")
-    insights.add_argument("--size", type=int, default=224, help="image side (default: 224)")
+    insights.add_argument("--model", default=None, help=_MODEL_HELP)
+    insights.add_argument(
+        "--images", nargs="*", default=None, help=_IMAGES_HELP + " (default: three photos)"
+    )
+    add_option(insights, "--size")
     insights.add_argument(
         "--bind-all", action="store_true", help="listen on all interfaces, not only localhost"
     )

@@ -35,6 +35,7 @@ from torch.utils.data import Dataset
 from ..dataset.explain import explain_dataset
 from ..dataset.store import StoreError
 from .methods import cli_method, get_method, resolve_kernel
+from .options import add_option
 
 __all__ = ["add_explain_dataset_parser", "main", "run_explain_dataset"]
 
@@ -132,7 +133,7 @@ def add_explain_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="'digits' (scikit-learn's 1797 digits) or a directory of images (class/image "
         "layouts give labels when the folders are class indices or ImageNet class names)",
     )
-    p.add_argument("--out", required=True, help="the store directory (new, empty, or to resume)")
+    add_option(p, "--out", required=True, default_note="the store, new, empty or to resume")
     p.add_argument(
         "--method",
         type=_method_name,
@@ -156,7 +157,7 @@ def add_explain_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--batch-size", type=int, default=64, help="default: 64")
     p.add_argument("--shard-size", type=int, default=256, help="default: 256")
-    p.add_argument("--seed", type=int, default=0, help="default: 0")
+    add_option(p, "--seed")
     p.add_argument("--dtype", choices=("float16", "float32"), default="float32")
     p.add_argument("--reduce-channels", choices=("sum", "abs_sum", "mean"), default=None)
     p.add_argument(
@@ -165,28 +166,21 @@ def add_explain_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=20,
         help="gradient evaluations per example of the sampling methods (default: 20)",
     )
-    p.add_argument(
-        "--kernel",
-        default=None,
-        help="input-noise kernel of the methods that draw input noise, named as `captum-smooth "
-        "methods` lists them (e.g. student-t; default: gaussian)",
-    )
-    p.add_argument(
+    add_option(p, "--kernel")
+    add_option(
+        p,
         "--weight-noise",
-        type=float,
-        default=None,
-        metavar="S",
-        help="weight-noise scale of noisegrad and fusiongrad (default: the table's 0.2, not "
-        "calibrated: `captum-smooth explain` calibrates it per model)",
+        default_note="the table's 0.2, not calibrated: `captum-smooth explain` calibrates it "
+        "per model",
     )
-    p.add_argument("--noise-level", type=float, default=0.15, help="smoothgrad* (default: 0.15)")
+    add_option(p, "--noise-level", default=0.15)
     p.add_argument("--confidence", type=float, default=0.95, help="adaptgrad (default: 0.95)")
     p.add_argument("--ig-steps", type=int, default=32, help="ig (default: 32)")
     p.add_argument("--image-size", type=int, default=224, help="image side (default: 224)")
     p.add_argument("--limit", type=int, default=None, help="only the first N examples")
     p.add_argument("--num-workers", type=int, default=0, help="data loader workers")
     p.add_argument("--device", default=None, help="default: cuda:LOCAL_RANK if any, else cpu")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_option(p, "--no-progress")
     p.add_argument(
         "--overwrite",
         action="store_true",

@@ -141,8 +141,8 @@ class _Inputs:
     budget: Budget
     #: The weight-noise scale s of NoiseGrad and FusionGrad (None: the table's) and how it was
     #: chosen (for the report).
-    weight_stdev: float | None = None
-    weight_noise: dict[str, Any] | None = None
+    weight_noise: float | None = None
+    weight_noise_choice: dict[str, Any] | None = None
 
 
 def _check_out(out: Path) -> None:
@@ -269,7 +269,7 @@ def _call(
         seed=settings.seed + i,
         kernel=settings.kernel,
         magnitude=not settings.sign,
-        weight_stdev=inputs.weight_stdev,
+        weight_noise=inputs.weight_noise,
         **extra,
     )
 
@@ -393,9 +393,9 @@ def _score(
     }
     if auc_steps > 0:
         ranking = maps.abs()
-        kwargs = {"n_steps": auc_steps, "batch_size": 16}
-        scores["deletion_auc"] = float(deletion_auc(model, image, ranking, target, **kwargs)[0])
-        scores["insertion_auc"] = float(insertion_auc(model, image, ranking, target, **kwargs)[0])
+        for name, curve in (("deletion_auc", deletion_auc), ("insertion_auc", insertion_auc)):
+            auc = curve(model, image, ranking, target, n_steps=auc_steps, batch_size=16)
+            scores[name] = float(auc[0])
     return scores
 
 
@@ -449,7 +449,7 @@ def _report(
         "seed": settings.seed,
         "kernel": settings.kernel,
         "convention": "signed" if settings.sign else "magnitude",
-        "weight_noise": inputs.weight_noise,
+        "weight_noise": inputs.weight_noise_choice,
         "image_size": settings.size,
         "auc_steps": settings.auc_steps,
         "versions": versions(),
@@ -466,8 +466,8 @@ def _report(
 def _method_info(spec: MethodSpec, inputs: _Inputs) -> dict[str, Any]:
     plan = inputs.budget
     settings = spec.settings(plan.of(spec))
-    if "weight_stdev" in settings and inputs.weight_stdev is not None:
-        settings["weight_stdev"] = inputs.weight_stdev
+    if "weight_stdev" in settings and inputs.weight_noise is not None:
+        settings["weight_stdev"] = inputs.weight_noise
     return {
         "name": spec.name,
         "label": spec.label,
@@ -570,15 +570,16 @@ def _choose_weight_noise(settings: Settings, specs: list[MethodSpec], inputs: _I
     if not any(_has_weight_noise(s) for s in specs):
         return []
     if settings.weight_noise is not None:
-        inputs.weight_stdev = settings.weight_noise
-        inputs.weight_noise = {"stdev": settings.weight_noise, "chosen_by": "--weight-noise"}
+        inputs.weight_noise = settings.weight_noise
+        chosen = {"stdev": settings.weight_noise, "chosen_by": "--weight-noise"}
+        inputs.weight_noise_choice = chosen
         return []
     from .calibrate import calibrated_weight_noise
 
     found = calibrated_weight_noise(
         inputs.loaded.module, settings.size, settings.seed, progress=settings.progress
     )
-    inputs.weight_stdev = found.stdev
-    inputs.weight_noise = found.as_dict()
+    inputs.weight_noise = found.stdev
+    inputs.weight_noise_choice = found.as_dict()
     print(found.describe(), file=sys.stderr)
     return [warn(note) for note in found.warnings]

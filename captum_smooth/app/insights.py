@@ -31,9 +31,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from captum.attr import Attribution
 from torch import Tensor, nn
 
-from .methods import get_method
+from .methods import fusion_split, get_method
 
 __all__ = [
     "INSIGHTS_METHODS",
@@ -45,34 +46,70 @@ __all__ = [
     "unregister",
 ]
 
+
+def _table_value(method: str, argument: str) -> str:
+    """The method table's value of ``method``'s ``argument``, spelled as a choice field."""
+    return str(get_method(method).kwargs(1)[argument])
+
+
+#: The gradient evaluations the input-noise count fields start at; FusionGrad's weight x input
+#: draws split it by the one rule (3 x 3).
+_START_BUDGET = 10
+_FUSION_DRAWS = fusion_split(_START_BUDGET)
+
 #: The table's methods offered to Insights (keys are names of the method table) and their
 #: argument fields
-#: ``{argument: ("number", default, (lo, hi)) | ("float", default, choices) | ("kernel",)}``.
+#: ``{argument: ("number", default, (lo, hi)) | ("float", default, choices) | ("kernel",)}``;
+#: the float defaults are the table's.
 INSIGHTS_METHODS: dict[str, dict[str, tuple[Any, ...]]] = {
     "smoothgrad": {
-        "nt_samples": ("number", 10, (1, 500)),
-        "noise_level": ("float", "0.15", ("0.05", "0.1", "0.15", "0.2", "0.3")),
+        "nt_samples": ("number", _START_BUDGET, (1, 500)),
+        "noise_level": (
+            "float",
+            _table_value("smoothgrad", "noise_level"),
+            ("0.05", "0.1", "0.15", "0.2", "0.3"),
+        ),
         "kernel": ("kernel",),
     },
     "adaptgrad": {
-        "nt_samples": ("number", 10, (1, 500)),
-        "confidence": ("float", "0.95", ("0.8", "0.9", "0.95", "0.99", "0.999")),
+        "nt_samples": ("number", _START_BUDGET, (1, 500)),
+        "confidence": (
+            "float",
+            _table_value("adaptgrad", "confidence"),
+            ("0.8", "0.9", "0.95", "0.99", "0.999"),
+        ),
         "kernel": ("kernel",),
     },
     "noisegrad": {
         "n_weight_samples": ("number", 5, (1, 200)),
-        "weight_stdev": ("float", "0.2", ("0.05", "0.1", "0.2", "0.3", "0.5")),
+        "weight_stdev": (
+            "float",
+            _table_value("noisegrad", "weight_stdev"),
+            ("0.05", "0.1", "0.2", "0.3", "0.5"),
+        ),
     },
     "fusiongrad": {
-        "n_weight_samples": ("number", 3, (1, 100)),
-        "nt_samples": ("number", 3, (1, 100)),
-        "weight_stdev": ("float", "0.2", ("0.05", "0.1", "0.2", "0.3", "0.5")),
-        "stdevs": ("float", "0.2", ("0.05", "0.1", "0.2", "0.4", "0.8")),
+        "n_weight_samples": ("number", _FUSION_DRAWS[0], (1, 100)),
+        "nt_samples": ("number", _FUSION_DRAWS[1], (1, 100)),
+        "weight_stdev": (
+            "float",
+            _table_value("fusiongrad", "weight_stdev"),
+            ("0.05", "0.1", "0.2", "0.3", "0.5"),
+        ),
+        "stdevs": (
+            "float",
+            _table_value("fusiongrad", "stdevs"),
+            ("0.05", "0.1", "0.2", "0.4", "0.8"),
+        ),
         "kernel": ("kernel",),
     },
     "smoothtaylor": {
         "nt_samples": ("number", 20, (1, 500)),
-        "stdevs": ("float", "0.25", ("0.05", "0.1", "0.25", "0.5", "1.0")),
+        "stdevs": (
+            "float",
+            _table_value("smoothtaylor", "stdevs"),
+            ("0.05", "0.1", "0.25", "0.5", "1.0"),
+        ),
     },
 }
 
@@ -116,11 +153,11 @@ def _to_float(value: Any) -> float:
         raise ValueError(f"expected a number, got {value!r}") from None
 
 
-def _method_class(key: str) -> type:
+def _method_class(key: str) -> type[Attribution]:
     return get_method(key).cls
 
 
-def _parameters(cls: type, fields: dict[str, tuple[Any, ...]], config: Any) -> Any:
+def _parameters(cls: type[Attribution], fields: dict[str, tuple[Any, ...]], config: Any) -> Any:
     from ..noise import kernel_names
 
     accepted = inspect.signature(cls.attribute).parameters

@@ -55,6 +55,10 @@ class LoadedModel:
 class _Normalized(nn.Module):
     """``model((x - mean) / std)``: lets an ImageNet-normalised model take ``[0, 1]`` images."""
 
+    #: Buffers (declared for the type checker, which reads module attributes as Module | Tensor).
+    mean: Tensor
+    std: Tensor
+
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model

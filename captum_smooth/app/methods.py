@@ -28,7 +28,10 @@ those of ``mean |gradient|``. SmoothTaylor and Integrated Gradients are signed b
 
 Other front ends read the same entries: the benchmarks take a spec's class and its
 :meth:`MethodSpec.kwargs` with their own overrides; ``explain-dataset`` offers
-:func:`method_names`; Insights offers the table's smoothing methods.
+:func:`method_names`; Insights offers the table's smoothing methods; ``explain-text`` runs the
+entries with a :class:`TextRecipe` (:func:`text_methods`) at a text model's embedding layer.
+Every FusionGrad budget is split into weight x input draws by the one
+:func:`~captum_smooth.app.fusion_split.fusion_split`.
 Old names are aliases here (``saliency``, ``integrated-gradients``; see :data:`RENAMED`).
 Kernels are named as the methods are, with hyphens (``student-t``, ``smoothgrad-student-t``;
 :func:`kernel_cli_names`, :func:`resolve_kernel`); the library's spelling (``student_t``) is
@@ -55,33 +58,63 @@ from ..core.reducers import reducer_names
 from ..methods import AdaptGrad, FusionGrad, NoiseGrad, SmoothGrad, SmoothTaylor
 from ..methods._preset import SmoothingPreset
 from ..noise import kernel_names
+from .fusion_split import FUSION_INPUT_DRAWS, fusion_split
 
 __all__ = [
     "DEFAULT_METHODS",
     "FUSION_INPUT_DRAWS",
     "RENAMED",
     "MethodSpec",
+    "TextRecipe",
     "cli_method",
+    "fusion_split",
     "get_method",
     "kernel_cli_names",
     "listing",
     "method_names",
     "resolve_kernel",
     "resolve_methods",
+    "text_methods",
 ]
 
 #: Images in ``[0, 1]``: the bounds of the input noise.
 _IMAGE_BOUNDS = (0.0, 1.0)
-#: Input draws per weight draw of FusionGrad sampling to a tolerance (the weight draws vary).
-FUSION_INPUT_DRAWS = 4
 #: Noisy copies per inner call (bounded memory; 8-16 was fastest on a 2-core CPU).
 _CHUNK = 8
 
 
-def _fusion_split(samples: int) -> tuple[int, int]:
-    """``(weight draws, input draws)`` with a product close to ``samples``."""
-    weight_draws = max(1, round(math.sqrt(samples)))
-    return weight_draws, max(1, samples // weight_draws)
+@dataclass(frozen=True)
+class TextRecipe:
+    """How an entry runs in ``explain-text``, at a text model's word-embedding layer.
+
+    Text methods attribute to the embedding layer's output (token ids have no gradient): each
+    runs Layer Integrated Gradients there, and a recipe says which noise the table's method
+    draws around it (input noise on the embedding output, multiplicative weight noise, both).
+
+    Attributes:
+        name: ``explain-text``'s name of the row (``plain`` for the entry without noise).
+        input_noise: Whether it draws noise on the embedding output.
+        weight_noise: Whether it draws multiplicative weight noise.
+    """
+
+    name: str
+    input_noise: bool = False
+    weight_noise: bool = False
+
+    @property
+    def smoothed(self) -> bool:
+        """Whether it draws any noise (else one exact Integrated Gradients call)."""
+        return self.input_noise or self.weight_noise
+
+    def draws(self, samples: int) -> tuple[int, int]:
+        """``(weight draws, input draws)`` for ``samples`` samples (each of the IG steps).
+
+        FusionGrad splits the budget with :func:`fusion_split` (its input draws rounded, as
+        ``explain-text`` always did); the others spend all of it on their one kind of noise.
+        """
+        if self.input_noise and self.weight_noise:
+            return fusion_split(samples, rounded="input")
+        return (samples, 1) if self.weight_noise else (1, samples)
 
 
 @dataclass(frozen=True)
@@ -96,6 +129,8 @@ class MethodSpec:
         arguments: ``samples -> keyword arguments`` of ``attribute`` at that budget.
         evaluations: ``samples -> gradient evaluations`` per image.
         fixed: Keyword arguments that do not depend on the budget (e.g. a fixed kernel).
+        text: How ``explain-text`` runs it at a text model's embedding layer (None: not offered
+            there).
     """
 
     name: str
@@ -105,6 +140,7 @@ class MethodSpec:
     arguments: Callable[[int], dict[str, Any]]
     evaluations: Callable[[int], int]
     fixed: dict[str, Any] = field(default_factory=dict)
+    text: TextRecipe | None = None
 
     def _accepts(self, argument: str) -> bool:
         return argument in inspect.signature(self.cls.attribute).parameters
@@ -147,13 +183,15 @@ class MethodSpec:
         """The arguments at ``samples`` gradients, or with ``samples`` as the cap of a tolerance.
 
         Under a tolerance, FusionGrad keeps :data:`FUSION_INPUT_DRAWS` input draws per weight
-        draw and samples weight draws (its error is the spread between weight draws) up to
-        ``samples // FUSION_INPUT_DRAWS``.
+        draw and samples weight draws (its error is the spread between weight draws, so at
+        least two) up to ``samples // FUSION_INPUT_DRAWS`` (:func:`fusion_split`).
         """
         kwargs = self.kwargs(samples)
-        if tolerance is not None and "n_weight_samples" in kwargs and "nt_samples" in kwargs:
-            kwargs["nt_samples"] = FUSION_INPUT_DRAWS
-            kwargs["n_weight_samples"] = max(2, samples // FUSION_INPUT_DRAWS)
+        if tolerance is not None and _is_nested(kwargs):
+            weight_draws, input_draws = fusion_split(
+                samples, FUSION_INPUT_DRAWS, min_weight_draws=2
+            )
+            kwargs["n_weight_samples"], kwargs["nt_samples"] = weight_draws, input_draws
         return kwargs
 
     def attribute(
@@ -168,7 +206,7 @@ class MethodSpec:
         tolerance: float | None = None,
         report: dict[str, float] | None = None,
         magnitude: bool = False,
-        weight_stdev: float | None = None,
+        weight_noise: float | None = None,
     ) -> Tensor:
         """Build the method on ``model`` and explain ``inputs`` at budget ``samples``.
 
@@ -189,8 +227,8 @@ class MethodSpec:
                 ``tolerance_reached`` (1.0 or 0.0).
             magnitude: Average ``|gradient|`` per sample (the magnitude convention) instead of
                 signed gradients; no effect on :attr:`signed_only` methods.
-            weight_stdev: The weight-noise scale ``s`` for NoiseGrad and FusionGrad (None: the
-                table's 0.2); ignored by the others.
+            weight_noise: The weight-noise scale ``s`` for NoiseGrad and FusionGrad (their
+                ``weight_stdev``; None: the table's 0.2); ignored by the others.
 
         Returns:
             The attributions, shaped like ``inputs``, detached.
@@ -215,8 +253,8 @@ class MethodSpec:
             kwargs["generator"] = seed
         if magnitude and "abs" in kwargs:
             kwargs["abs"] = True
-        if weight_stdev is not None and "weight_stdev" in kwargs:
-            kwargs["weight_stdev"] = weight_stdev
+        if weight_noise is not None and "weight_stdev" in kwargs:
+            kwargs["weight_stdev"] = weight_noise
         smoothing = isinstance(method, SmoothingPreset)
         if smoothing:
             kwargs["return_error"] = True
@@ -262,15 +300,18 @@ def _fill_report(
         return
     used = last.error.n_samples.float()
     # Nested sampling (FusionGrad): a sample is a weight draw of `nt_samples` gradients.
-    per_sample = (
-        kwargs["nt_samples"] if "n_weight_samples" in kwargs and "nt_samples" in kwargs else 1
-    )
+    per_sample = kwargs["nt_samples"] if _is_nested(kwargs) else 1
     errors = last.error.relative_error
     report["mc_error"] = float(errors.mean())
     report["samples_used"] = float(used.mean())
     report["gradients_used"] = float(used.mean()) * per_sample
     if tolerance is not None:
         report["tolerance_reached"] = float(bool((errors <= tolerance).all()))
+
+
+def _is_nested(kwargs: dict[str, Any]) -> bool:
+    """Whether the arguments are FusionGrad's: weight draws, each of input draws."""
+    return "n_weight_samples" in kwargs and "nt_samples" in kwargs
 
 
 def _smoothgrad_args(samples: int) -> dict[str, Any]:
@@ -296,7 +337,7 @@ def _adaptgrad_args(samples: int) -> dict[str, Any]:
 
 
 def _fusiongrad_args(samples: int) -> dict[str, Any]:
-    weight_draws, input_draws = _fusion_split(samples)
+    weight_draws, input_draws = fusion_split(samples)
     return {
         "n_weight_samples": weight_draws,
         "nt_samples": input_draws,
@@ -317,6 +358,7 @@ _METHODS: dict[str, MethodSpec] = {
             Saliency,
             lambda n: {"abs": False},
             lambda n: 1,
+            text=TextRecipe("plain"),
         ),
         MethodSpec(
             "smoothgrad",
@@ -325,6 +367,7 @@ _METHODS: dict[str, MethodSpec] = {
             SmoothGrad,
             _smoothgrad_args,
             lambda n: n,
+            text=TextRecipe("smoothgrad", input_noise=True),
         ),
         MethodSpec(
             "adaptgrad",
@@ -341,6 +384,7 @@ _METHODS: dict[str, MethodSpec] = {
             NoiseGrad,
             lambda n: {"n_weight_samples": n, "weight_stdev": 0.2, "abs": False},
             lambda n: n,
+            text=TextRecipe("noisegrad", weight_noise=True),
         ),
         MethodSpec(
             "fusiongrad",
@@ -348,7 +392,8 @@ _METHODS: dict[str, MethodSpec] = {
             "weight noise x input noise (NoiseGrad++), about sqrt(N) x sqrt(N) draws",
             FusionGrad,
             _fusiongrad_args,
-            lambda n: _fusion_split(n)[0] * _fusion_split(n)[1],
+            lambda n: math.prod(fusion_split(n)),
+            text=TextRecipe("fusiongrad", input_noise=True, weight_noise=True),
         ),
         MethodSpec(
             "smoothtaylor",
@@ -496,6 +541,20 @@ def get_method(name: str) -> MethodSpec:
                 fixed={"kernel": kernel},
             )
     raise ValueError(f"unknown method {name!r}; known methods: {', '.join(method_names())}")
+
+
+def text_methods() -> dict[str, MethodSpec]:
+    """The entries ``explain-text`` offers, by its names (:attr:`TextRecipe.name`).
+
+    Returns:
+        ``{name: spec}`` in the table's order; each spec's :attr:`MethodSpec.text` is set.
+
+    Examples::
+
+        >>> list(text_methods())
+        ['plain', 'smoothgrad', 'noisegrad', 'fusiongrad']
+    """
+    return {spec.text.name: spec for spec in _METHODS.values() if spec.text is not None}
 
 
 def cli_method(text: str) -> MethodSpec:

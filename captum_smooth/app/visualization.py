@@ -23,7 +23,9 @@ __all__ = ["comparison_grid", "to_hwc"]
 ArrayLike = Union[Tensor, np.ndarray]
 
 
-def _as_numpy(value: ArrayLike) -> np.ndarray:
+def _as_numpy(value: object) -> np.ndarray:
+    """``value`` as a float32 array; anything but a tensor or an array is a TypeError (so the
+    argument is ``object``: callers pass what they were given and this checks it)."""
     if isinstance(value, Tensor):
         return value.detach().to("cpu", torch.float32).numpy()
     if isinstance(value, np.ndarray):

@@ -223,7 +223,7 @@ def test_quality_run_tiny_is_reproducible() -> None:
 
 def test_skipped_method_is_reported_not_run() -> None:
     table = quality.Table("t", [("m", "higher")])
-    spec = quality.MethodSpec("Missing", 50, None, skipped="module has not landed")
+    spec = quality.QualityRow("Missing", 50, None, skipped="module has not landed")
     text = quality._render(table, [spec])
     assert "Missing" in text and "skipped" in text
 
