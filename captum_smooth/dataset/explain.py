@@ -87,7 +87,7 @@ def explain_dataset(
     r"""Attribute every example of a data set and store the results on disk, resumably.
 
     The examples go through ``method.attribute`` batch by batch and land in a sharded store at
-    ``out`` (numpy ``.npy`` shards with SHA-256 checksums, see :mod:`.store`). Memory is bounded
+    ``out`` (numpy ``.npy`` shards with SHA-256 checksums, see :mod:`._format`). Memory is bounded
     by one shard, whatever the size of the data set. A run that is killed resumes where it
     stopped when called again with the same arguments: finished shards are kept and not
     recomputed; a store written with other settings is refused.
@@ -228,7 +228,7 @@ def _plan_shards(
     pending = _prepare(root, settings, settings_sha)
     sizes = (settings[KEY_NUM_EXAMPLES], settings[KEY_SHARD_SIZE], settings[KEY_BATCH_SIZE])
     n, shard_size = sizes[:2]
-    finished = [k for k in range(-(-n // shard_size)) if k not in set(pending)]
+    finished = [k for k in range(_num_shards(n, shard_size)) if k not in set(pending)]
     quiet = not show_progress or not finished
     stored_digests = (
         (k, _read_manifest(root, k, settings_sha, n, shard_size).entry.data_sha256)
@@ -367,6 +367,11 @@ def _run_shards(
         bar.close()
 
 
+def _num_shards(n: int, shard_size: int) -> int:
+    """How many shards ``n`` examples make (the last one may be short)."""
+    return -(-n // shard_size)
+
+
 def _shard_range(k: int, shard_size: int, n: int) -> tuple[int, int]:
     """``(start, stop)`` of the examples of shard ``k``."""
     return k * shard_size, min((k + 1) * shard_size, n)
@@ -428,9 +433,10 @@ def _prepare(root: Path, settings: dict[str, Any], settings_sha: str) -> list[in
     _check_or_create(root, settings)
     remove_temporary_files(root)
     n, shard_size = settings[KEY_NUM_EXAMPLES], settings[KEY_SHARD_SIZE]
-    num_shards = -(-n // shard_size)
     pending = [
-        k for k in range(num_shards) if not _finished_shard(root, k, settings_sha, n, shard_size)
+        k
+        for k in range(_num_shards(n, shard_size))
+        if not _finished_shard(root, k, settings_sha, n, shard_size)
     ]
     if pending:
         remove_index(root)  # a stale index must not outlive a damaged shard
@@ -441,7 +447,7 @@ def _write_index(root: Path, settings: dict[str, Any], settings_sha: str) -> Non
     """Read every shard's manifest and merge them into the index."""
     n, shard_size = settings[KEY_NUM_EXAMPLES], settings[KEY_SHARD_SIZE]
     manifests = []
-    for k in range(-(-n // shard_size)):
+    for k in range(_num_shards(n, shard_size)):
         try:
             manifests.append(_read_manifest(root, k, settings_sha, n, shard_size))
         except StoreError as exc:
