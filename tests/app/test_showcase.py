@@ -21,8 +21,8 @@ from PIL import Image
 
 from captum_smooth.app import cli
 from captum_smooth.app.calibrate import calibrated_weight_noise, model_fingerprint
+from captum_smooth.app.method_spec import _call_quietly
 from captum_smooth.app.methods import (
-    _call_quietly,
     cli_method,
     get_method,
     kernel_cli_names,
