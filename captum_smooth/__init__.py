@@ -43,6 +43,7 @@ from .methods import (
 )
 from .noise import (
     AdaptiveSigma,
+    CommonRandomNumbers,
     Kernel,
     OutsideBoundsWarning,
     PerExampleSigma,
@@ -63,6 +64,7 @@ __all__ = [
     "AdaptiveSigma",
     "AttributionStore",
     "CalibrationResult",
+    "CommonRandomNumbers",
     "FusionGrad",
     "Kernel",
     "LoopOptions",

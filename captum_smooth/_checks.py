@@ -107,6 +107,9 @@ def resolve_generator(generator: GeneratorLike, device: torch.device) -> torch.G
 def seed_from(generator: GeneratorLike) -> int:
     """An int seed: the int itself, or one drawn from the generator (torch's global state for None).
 
+    This is the root of a computation's seeds; the seeds of its parts (examples, samples,
+    streams) are derived from it with :func:`captum_smooth.core.random_state.derive_seed`.
+
     Raises:
         TypeError: Anything but a torch.Generator, an int or None.
     """

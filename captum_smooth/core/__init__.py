@@ -6,7 +6,9 @@
   :mod:`~captum_smooth.core.layer_noise`: chunk sizes, the inner kwargs per chunk, noise at a
   layer;
 * :mod:`~captum_smooth.core.loop`: the chunk loop;
-* :mod:`~captum_smooth.core.reducers`: streaming reducers (a registered part);
+* :mod:`~captum_smooth.core.reducers`: streaming reducers (a registered part) and their
+  contract, :class:`Reducer` (the optional members: :class:`ErrorReducer`,
+  :class:`CountingReducer`, two flags read by :class:`ReducerTraits`);
 * :mod:`~captum_smooth.core.error_model`, :mod:`~captum_smooth.core.stopping`: the Monte-Carlo
   error and sampling to a tolerance;
 * :mod:`~captum_smooth.core.tunnel`: :class:`SmoothTunnel`, the Captum NoiseTunnel around it.
@@ -18,7 +20,10 @@ from .loop import SamplingReport
 from .plan import LoopOptions, SampleTransform, WeightNoiseLike
 from .reducers import (
     NT_TYPES,
+    CountingReducer,
+    ErrorReducer,
     Reducer,
+    ReducerTraits,
     StreamingMoments,
     get_reducer,
     reducer_names,
@@ -29,9 +34,12 @@ from .tunnel import SmoothTunnel
 
 __all__ = [
     "NT_TYPES",
+    "CountingReducer",
+    "ErrorReducer",
     "LoopOptions",
     "MonteCarloError",
     "Reducer",
+    "ReducerTraits",
     "SampleTransform",
     "SamplingReport",
     "SmoothTunnel",

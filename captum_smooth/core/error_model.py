@@ -4,7 +4,9 @@ With i.i.d. samples the reducer's own ``standard_error()`` is the error. Under w
 input noise inside each draw, the samples of one draw share the weights and are not
 independent; the draws are. For a reducer whose result is the average of the per-draw results
 (``draw_average``), the error is then the spread between the draws' results (a nested estimate).
-No extra forward or backward pass is needed either way.
+No extra forward or backward pass is needed either way. What the reducer offers (an
+:class:`~captum_smooth.core.reducers.ErrorReducer` or not, its flags) is read once, as
+:class:`~captum_smooth.core.reducers.ReducerTraits`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ import torch
 from captum._utils.common import _format_output
 from torch import Tensor
 
-from .reducers import MeanReducer, Reducer, ReducerFactory, make_reducer
+from .reducers import (
+    ErrorReducer,
+    MeanReducer,
+    Reducer,
+    ReducerFactory,
+    ReducerTraits,
+    make_reducer,
+)
 
 __all__ = ["ErrorTracking", "MonteCarloError", "relative_error"]
 
@@ -50,16 +59,30 @@ class MonteCarloError:
         )
 
 
+def _squared_norms(tensors: tuple[Tensor, ...]) -> Tensor:
+    """Per example, the squared L2 norm over all elements of all ``tensors``, ``(B,)``."""
+    norms = [t.reshape(t.shape[0], -1).float().pow(2).sum(1) for t in tensors]
+    total = norms[0]
+    for norm in norms[1:]:
+        total = total + norm
+    return total
+
+
 def relative_error(se: tuple[Tensor, ...], estimate: tuple[Tensor, ...]) -> Tensor:
-    """Per example, ``||se|| / ||estimate||`` over all elements of all tensors, ``(B,)``."""
-    err = sum(t.reshape(t.shape[0], -1).float().pow(2).sum(1) for t in se)
-    size = sum(t.reshape(t.shape[0], -1).float().pow(2).sum(1) for t in estimate)
+    """Per example, ``||se|| / ||estimate||`` over all elements of all tensors, ``(B,)``.
+
+    Args:
+        se: The standard errors, shaped like ``estimate``.
+        estimate: The reduced attributions (at least one tensor).
+
+    Returns:
+        A float tensor ``(B,)``: ``inf`` where the estimate is zero but the error is not, 0
+        where both are.
+    """
+    err = _squared_norms(se)
+    size = _squared_norms(estimate)
     rel = (err / size).sqrt()
     return torch.where(size > 0, rel, torch.where(err > 0, torch.inf, torch.zeros_like(rel)))
-
-
-def _has_error(reducer: Any) -> bool:
-    return callable(getattr(reducer, "standard_error", None))
 
 
 class ErrorTracking:
@@ -78,18 +101,18 @@ class ErrorTracking:
         self.factory = factory
         self.batch = batch
         reducer = make_reducer(factory, batch, track_error=wanted)
-        self.nested = wanted and weight_draws and bool(getattr(reducer, "draw_average", False))
-        if wanted and not self.nested and not _has_error(reducer):
+        traits = ReducerTraits.of(reducer)
+        self.nested = wanted and weight_draws and traits.draw_average
+        if wanted and not self.nested and not traits.has_error:
             raise ValueError(
-                f"the reducer {type(reducer).__name__} has no `standard_error()`: "
-                "`return_error` and `tolerance` need one"
+                f"the reducer {type(reducer).__name__} has no `standard_error()` (it is not an "
+                "ErrorReducer): `return_error` and `tolerance` need one"
             )
         if self.nested:
             # The error comes from the spread between draws: the reducer need not track it.
             reducer = make_reducer(factory, batch, track_error=False)
         # The mean's error costs nothing extra: it is kept for the report even unasked.
-        free = _has_error(reducer) and bool(getattr(reducer, "error_is_free", False))
-        self.wanted = wanted or (free and not weight_draws)
+        self.wanted = wanted or (traits.error_is_free and not weight_draws)
         #: The reducer of all samples.
         self.reducer: Reducer = reducer
         self.between: MeanReducer | None = MeanReducer(batch) if self.nested else None
@@ -115,7 +138,9 @@ class ErrorTracking:
         if self._is_nested_now():
             assert self.between is not None
             return self.between.standard_error()
-        return reducer.standard_error()  # type: ignore[attr-defined]
+        if not isinstance(reducer, ErrorReducer):  # refused in __init__: a broken invariant
+            raise RuntimeError(f"the reducer {type(reducer).__name__} has no `standard_error()`")
+        return reducer.standard_error()
 
     def relative_error(self, reducer: Reducer) -> Tensor:
         """Per-example relative error of the current estimate, ``(B,)``."""

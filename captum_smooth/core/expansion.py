@@ -21,7 +21,7 @@ from captum._utils.common import (
 from captum.attr._utils.common import _format_input_baseline
 from torch import Tensor
 
-__all__ = ["PER_EXAMPLE_KWARGS", "expand_kwargs", "select_examples"]
+__all__ = ["PER_EXAMPLE_KWARGS", "expand_kwargs", "select_examples", "select_kwargs"]
 
 #: Keyword arguments of Captum methods that may hold one entry per example.
 PER_EXAMPLE_KWARGS = ("target", "additional_forward_args", "baselines", "feature_mask")
@@ -101,3 +101,27 @@ def select_examples(value: Any, rows: Tensor, batch: int) -> Any:
     if isinstance(value, tuple):
         return tuple(select_examples(v, rows, batch) for v in value)
     return value
+
+
+def select_kwargs(
+    kwargs: dict[str, Any], rows: Tensor, batch: int, shared: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The inner method's keyword arguments of the examples ``rows``: each of
+    :data:`PER_EXAMPLE_KWARGS` restricted by :func:`select_examples`, the others as they are.
+
+    Args:
+        kwargs: The inner method's keyword arguments for the full batch.
+        rows: Indices of the examples to keep.
+        batch: The batch size ``B`` of the full inputs.
+        shared: Per-example names that are shared in this call (baselines drawn from a
+            distribution).
+
+    Returns:
+        A new dict; ``kwargs`` is not modified.
+    """
+    return {
+        key: select_examples(value, rows, batch)
+        if key in PER_EXAMPLE_KWARGS and key not in shared
+        else value
+        for key, value in kwargs.items()
+    }

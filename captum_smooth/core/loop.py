@@ -17,8 +17,7 @@ Memory is bounded by one chunk: the reducer streams its statistics.
 from __future__ import annotations
 
 import contextlib
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -26,13 +25,14 @@ from captum._utils.common import _format_tensor_into_tuples, _is_tuple
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .._warnings import warn
 from .error_model import ErrorTracking, MonteCarloError
-from .expansion import PER_EXAMPLE_KWARGS, expand_kwargs, select_examples
+from .expansion import expand_kwargs, select_examples, select_kwargs
 from .layer_noise import LayerNoise
 from .noising import draw_noise, evaluate_sigma, noisy_copies
 from .plan import SamplingPlan
 from .random_state import seeded_global_states
-from .reducers import Reducer
+from .reducers import CountingReducer, Reducer
 from .targets import TARGET_FAILURES, explain_target_failure
 
 __all__ = ["LoopResult", "SamplingLoop", "SamplingReport", "call_inner"]
@@ -67,7 +67,6 @@ class SamplingReport:
     n_inner_calls: int
     n_weight_samples: int
     error: MonteCarloError | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
     tolerance_not_reached: Tensor | None = None
 
     def __repr__(self) -> str:
@@ -264,11 +263,9 @@ class SamplingLoop:
         plan, rows = self.plan, self.active
         if rows is None:
             return plan.inputs, plan.kwargs, plan.sigmas
-        kwargs = dict(plan.kwargs)
-        for key in PER_EXAMPLE_KWARGS:
-            # Baselines drawn from a distribution are not per example.
-            if key in kwargs and not (key == "baselines" and plan.draw_baselines):
-                kwargs[key] = select_examples(kwargs[key], rows, plan.batch)
+        # Baselines drawn from a distribution are not per example.
+        shared = ("baselines",) if plan.draw_baselines else ()
+        kwargs = select_kwargs(plan.kwargs, rows, plan.batch, shared)
         sigmas = plan.sigmas
         if sigmas is not None:
             sigmas = tuple(select_examples(s, rows, plan.batch) for s in sigmas)
@@ -305,9 +302,11 @@ class SamplingLoop:
 
     def _counts(self) -> tuple[Tensor, Tensor]:
         """Valid and NaN-dropped samples per example (from the reducer when it counts them)."""
-        count = getattr(self.reducer, "count", None)
-        dropped = getattr(self.reducer, "n_dropped", None)
-        if count is None:
+        count: Tensor | None = None
+        dropped: Tensor | None = None
+        if isinstance(self.reducer, CountingReducer):
+            count, dropped = self.reducer.count, self.reducer.n_dropped
+        if count is None:  # a reducer that does not count: every sample fed was used
             count = self.fed
         if dropped is None:
             dropped = torch.zeros_like(count)
@@ -336,10 +335,9 @@ class SamplingLoop:
         )
         n_dropped = int(dropped.sum())
         if n_dropped:
-            warnings.warn(
+            warn(
                 f"{n_dropped} noisy sample(s) gave an attribution containing NaN and were "
                 f"dropped (per example: {dropped.tolist()}); see `last_report`",
                 RuntimeWarning,
-                stacklevel=5,
             )
         return LoopResult(attributions, self.is_attr_tuple, self.deltas, error, report)

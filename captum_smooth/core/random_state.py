@@ -9,11 +9,16 @@ drawn from the generator, for the inner calls, and puts the caller's states back
 a call with the same generator reproduces whatever the inner method is, and the caller's global
 random states are left exactly as they were. Without a generator nothing is touched (the caller
 chose the global states).
+
+Seeds below a run's seed are derived in one way, :func:`derive_seed`: numpy's ``SeedSequence``
+hash of a parent seed and an index, applied once per level of a path (an example, then a
+sample), so that every part of a computation gets its own stream whatever else runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import numbers
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -23,7 +28,56 @@ import torch
 
 from .._checks import seed_from
 
-__all__ = ["seeded_global_states"]
+__all__ = ["derive_seed", "seeded_global_states"]
+
+
+#: Seeds are reduced modulo 2**64, as ``torch.Generator.manual_seed`` reads them.
+_SEED_MODULUS = 1 << 64
+
+
+def _check_index(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"`{name}` must be a non-negative int, got {value!r}")
+    return int(value)
+
+
+def derive_seed(seed: int, *path: int) -> int:
+    """The seed of the part of a computation named by ``path``, below the run's ``seed``.
+
+    Each level hashes the parent seed with one index through numpy's ``SeedSequence``
+    (``SeedSequence([parent, index])``, the first 64-bit word, shifted to 63 bits so that it is
+    a valid non-negative seed for torch and numpy): ``derive_seed(seed, a, b)`` is
+    ``derive_seed(derive_seed(seed, a), b)``, so a part can hand its own seed down. One level
+    is exactly what :func:`captum_smooth.dataset.explain.batch_seed` computes for a batch.
+    Levels are chained rather than hashed as one list because ``SeedSequence`` pads short
+    entropy with zeros (``[s]`` and ``[s, 0]`` give the same stream): chaining keeps paths of
+    different lengths apart.
+
+    Args:
+        seed: The run's seed, an int (a negative one is read modulo 2**64, as torch does).
+        *path: Non-negative indices, outermost first (e.g. a stream, an example, a sample).
+
+    Returns:
+        An int in ``[0, 2**63)``; ``seed`` itself (reduced modulo 2**64) for an empty path.
+
+    Raises:
+        ValueError: A seed or an index that is not an int, or a negative index.
+
+    Examples::
+
+        >>> derive_seed(0, 3, 1) == derive_seed(derive_seed(0, 3), 1)
+        True
+        >>> len({derive_seed(0, r, j) for r in range(4) for j in range(4)})
+        16
+    """
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"`seed` must be an int, got {seed!r}")
+    value = int(seed) % _SEED_MODULUS
+    for level, index in enumerate(path):
+        words = [value, _check_index(index, f"path[{level}]")]
+        state = np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)
+        value = int(state[0]) >> 1
+    return value
 
 
 def _save(device: torch.device) -> dict[str, Any]:

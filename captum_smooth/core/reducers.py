@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol, Union, runtime_checkable
 
 import torch
@@ -35,11 +36,16 @@ NT_TYPES: tuple[str, ...] = ("smoothgrad", "smoothgrad_sq", "vargrad")
 __all__ = [
     "NT_TYPES",
     "REDUCERS",
+    "REDUCER_FLAGS",
+    "REDUCER_MEMBERS",
+    "CountingReducer",
+    "ErrorReducer",
     "MeanReducer",
     "MeanSquareReducer",
     "NtType",
     "Reducer",
     "ReducerFactory",
+    "ReducerTraits",
     "StreamingMoments",
     "VarianceReducer",
     "get_reducer",
@@ -51,24 +57,34 @@ __all__ = [
 
 @runtime_checkable
 class Reducer(Protocol):
-    """What the loop feeds the sampled attributions into (one per call, made by a factory).
+    """What the loop feeds the sampled attributions into: the required members.
 
-    The contract, for reducers written outside the package:
+    A reducer is made per call by a factory: ``factory(batch_size)`` returns it (a factory may
+    also take the keyword ``track_error: bool``, told whether ``standard_error()`` will be
+    asked for). Every member the loop reads, required or optional (:data:`REDUCER_MEMBERS`):
 
-    * ``factory(batch_size)`` returns the reducer (a factory may also take the keyword
-      ``track_error: bool``, told whether :meth:`standard_error` will be asked for);
-    * ``update(attributions, k, rows=None)``: ``attributions`` is a tuple of tensors holding one
-      chunk of ``k`` samples of each example being sampled, example-major (the ``k`` rows of one
-      example adjacent): ``len(rows) * k`` rows, or ``batch_size * k`` when ``rows`` is None;
-      ``rows`` are the indices of the examples the chunk covers;
-    * ``result()``: a tuple of tensors with one row per example;
-    * optional ``standard_error()``: the Monte-Carlo standard error of ``result()``, same
-      shapes; it enables ``return_error`` and ``tolerance``;
-    * optional ``draw_average = True``: ``result()`` of all samples is the average of the
-      results of the weight draws (the mean, the mean of squares): the loop's error under
-      weight noise is then the spread between draws;
-    * optional ``count`` and ``n_dropped`` tensors ``(B,)``: the samples used and dropped per
-      example, for the loop's report.
+    * ``update(attributions, k, rows=None)`` (required): ``attributions`` is a tuple of tensors
+      holding one chunk of ``k`` samples of each example being sampled, example-major (the
+      ``k`` rows of one example adjacent): ``len(rows) * k`` rows, or ``batch_size * k`` when
+      ``rows`` is None; ``rows`` are the indices of the examples the chunk covers. What it
+      returns is ignored;
+    * ``result()`` (required): a tuple of tensors with one row per example;
+    * ``standard_error()`` (optional, :class:`ErrorReducer`): the Monte-Carlo standard error of
+      ``result()``, same shapes. Without it ``return_error`` and ``tolerance`` are refused (a
+      ``ValueError`` says so) and the report carries no error;
+    * ``count`` and ``n_dropped`` (optional, :class:`CountingReducer`): tensors ``(B,)`` (None
+      before the first update) of the samples used and dropped per example, for the report.
+      Without them the report counts every sample fed and none dropped;
+    * ``draw_average`` (optional flag, default False): ``result()`` of all samples is the
+      average of the results of the weight draws (the mean, the mean of squares): the error
+      under weight noise is then the spread between draws, and ``standard_error()`` is not
+      needed for it;
+    * ``error_is_free`` (optional flag, default False, with ``standard_error()``): the error
+      costs nothing beyond what ``result()`` keeps, so the loop reports it even unasked.
+
+    The loop tests the optional methods and counts with ``isinstance`` against
+    :class:`ErrorReducer` and :class:`CountingReducer`, and reads the flags through
+    :meth:`ReducerTraits.of`, which gathers all four (defaults filled in).
     """
 
     def update(
@@ -76,6 +92,87 @@ class Reducer(Protocol):
     ) -> Any: ...
 
     def result(self) -> tuple[Tensor, ...]: ...
+
+
+@runtime_checkable
+class ErrorReducer(Reducer, Protocol):
+    """A reducer that knows the Monte-Carlo standard error of its result (see :class:`Reducer`)."""
+
+    def standard_error(self) -> tuple[Tensor, ...]:
+        """The per-element standard error of ``result()``: a tuple of the same shapes."""
+        ...
+
+
+@runtime_checkable
+class CountingReducer(Reducer, Protocol):
+    """A reducer that counts the samples it used and dropped (see :class:`Reducer`).
+
+    Attributes:
+        count: Valid samples per example ``(B,)``, None before the first update.
+        n_dropped: Samples dropped per example (e.g. for NaNs) ``(B,)``, None before the first
+            update.
+    """
+
+    @property
+    def count(self) -> Tensor | None: ...
+
+    @property
+    def n_dropped(self) -> Tensor | None: ...
+
+
+#: The optional flags of a reducer and the value assumed when a reducer does not set one.
+REDUCER_FLAGS: dict[str, bool] = {"draw_average": False, "error_is_free": False}
+
+#: Every member the loop reads of a reducer: name -> required.
+REDUCER_MEMBERS: dict[str, bool] = {
+    "update": True,
+    "result": True,
+    "standard_error": False,
+    "count": False,
+    "n_dropped": False,
+    **dict.fromkeys(REDUCER_FLAGS, False),
+}
+
+
+def _flag(reducer: Reducer, name: str) -> bool:
+    # The one place an optional flag is read: a flag is a plain class or instance attribute,
+    # which no Protocol can give a default to.
+    return bool(getattr(reducer, name, REDUCER_FLAGS[name]))
+
+
+@dataclass(frozen=True)
+class ReducerTraits:
+    """The optional members of one reducer (see :class:`Reducer`), read once, defaults filled.
+
+    Attributes:
+        has_error: It has ``standard_error()`` (an :class:`ErrorReducer`).
+        counts: It has ``count`` and ``n_dropped`` (a :class:`CountingReducer`).
+        draw_average: Its result averages the weight draws' results.
+        error_is_free: Its error is reported even unasked (only with ``has_error``).
+    """
+
+    has_error: bool
+    counts: bool
+    draw_average: bool
+    error_is_free: bool
+
+    @classmethod
+    def of(cls, reducer: Reducer) -> ReducerTraits:
+        """Read the optional members of ``reducer``.
+
+        Args:
+            reducer: Any reducer.
+
+        Returns:
+            Its traits.
+        """
+        has_error = isinstance(reducer, ErrorReducer)
+        return cls(
+            has_error=has_error,
+            counts=isinstance(reducer, CountingReducer),
+            draw_average=_flag(reducer, "draw_average"),
+            error_is_free=has_error and _flag(reducer, "error_is_free"),
+        )
 
 
 ReducerFactory = Callable[..., Reducer]
@@ -150,9 +247,7 @@ def make_reducer(factory: ReducerFactory, batch_size: int, *, track_error: bool)
     except (TypeError, ValueError):
         takes_flag = False
     reducer = factory(batch_size, track_error=track_error) if takes_flag else factory(batch_size)
-    if not (
-        callable(getattr(reducer, "update", None)) and callable(getattr(reducer, "result", None))
-    ):
+    if not (isinstance(reducer, Reducer) and callable(reducer.update) and callable(reducer.result)):
         raise TypeError(
             f"the reducer factory {factory!r} made {type(reducer).__name__}, which lacks "
             "`update(attributions, k, rows=None)` or `result()`"

@@ -8,13 +8,13 @@ count is of input samples, or of weight draws under weight noise.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from .._checks import check_positive_int
+from .._warnings import warn
 
 __all__ = ["StoppingRule", "ToleranceNotReachedWarning"]
 
@@ -105,14 +105,13 @@ class StoppingRule:
         rows = torch.nonzero(rel_error.cpu() > self.tolerance).flatten()
         if rows.numel():
             shown = rows.tolist()[:8]
-            warnings.warn(
+            warn(
                 f"{rows.numel()} of {rel_error.numel()} example(s) did not reach `tolerance`="
                 f"{self.tolerance:g} within `max_samples`={self._max_count()} (examples "
                 f"{shown}{'...' if rows.numel() > 8 else ''}, largest relative error "
                 f"{float(rel_error.max()):.3g}); see `last_report.tolerance_not_reached` and "
                 "raise `max_samples`",
                 ToleranceNotReachedWarning,
-                stacklevel=2,
             )
         return rows
 

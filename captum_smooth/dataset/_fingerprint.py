@@ -10,13 +10,13 @@ and compares.
 from __future__ import annotations
 
 import hashlib
-import warnings
 from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from .._warnings import warn
 from ._data import DataSource
 
 __all__ = ["DataFingerprint", "changed_shards"]
@@ -98,10 +98,9 @@ def changed_shards(
         elif _fingerprint(source, batches_of(k)) != stored:
             changed.append(k)
     if unchecked:
-        warnings.warn(
+        warn(
             f"{unchecked} finished shard(s) were written without a data fingerprint (an older "
             "captum-smooth): they are kept without checking that the data are the same",
             RuntimeWarning,
-            stacklevel=5,
         )
     return changed

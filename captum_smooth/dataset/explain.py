@@ -22,7 +22,6 @@ import inspect
 import json
 import math
 import re
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_positive_int
+from .._warnings import warn
 from . import _distributed as _dist
 from ._data import DataSource, as_source
 from ._fingerprint import DataFingerprint, changed_shards
@@ -249,11 +249,10 @@ def _check_target(target: Any, source: DataSource) -> None:
 def _warn_if_training(forward_func: Any) -> None:
     module = getattr(forward_func, "__self__", forward_func)
     if isinstance(module, nn.Module) and module.training:
-        warnings.warn(
+        warn(
             "the model is in training mode (dropout and BatchNorm batch statistics make the "
             "attributions depend on the batch); call model.eval() first",
             UserWarning,
-            stacklevel=3,  # the caller of explain_dataset
         )
 
 
@@ -438,7 +437,7 @@ def _finished_shard(root: Path, k: int, settings_sha: str, n: int, shard_size: i
     except (StoreError, KeyError, TypeError) as exc:
         # stacklevel 7: explain_dataset's frame, through _agree_on_plan, the lambda,
         # _plan_shards, _prepare and (Python 3.11) the comprehension in _prepare
-        warnings.warn(f"recomputing shard {k}: {exc}", RuntimeWarning, stacklevel=7)
+        warn(f"recomputing shard {k}: {exc}", RuntimeWarning)
         return False
     return True
 

@@ -15,6 +15,7 @@ from ..core.noising import is_zero
 from ..core.router import COMMON_OPTIONS, Routed, Router
 from ..methods._weight_noise import weight_noise_option, with_weight_stdev
 from ..noise import RangeShareSigma
+from ._arguments import check_inner_method, check_prompt, check_target, check_tokenizer
 from .binding import SmoothedCall, routed_through
 
 __all__ = [
@@ -143,6 +144,8 @@ class SmoothLLMGradientAttribution(LLMGradientAttribution):
     router: ClassVar[Router] = GRADIENT_ROUTER
 
     def __init__(self, attr_method: Any, tokenizer: Any) -> None:
+        check_inner_method(type(self), attr_method)
+        check_tokenizer(type(self), tokenizer)
         super().__init__(attr_method, tokenizer)
         self.last_reports = []
 
@@ -175,6 +178,8 @@ class SmoothLLMGradientAttribution(LLMGradientAttribution):
         routed = self.router.route(kwargs)
         if not isinstance(inp, TextTokenInput):
             raise TypeError(f"`inp` must be a TextTokenInput, got {type(inp).__name__}")
+        check_prompt(inp.to_model_input())
+        check_target(target)
         layer = self.attr_method.layer
         if not isinstance(layer, nn.Module):
             raise TypeError("the inner method must attribute to one layer (the embedding)")

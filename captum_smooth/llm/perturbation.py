@@ -17,6 +17,7 @@ from ..core.error_model import relative_error
 from ..core.noising import is_zero
 from ..core.router import COMMON_OPTIONS, Router
 from ..methods._weight_noise import weight_noise_option, with_weight_stdev
+from ._arguments import check_inner_method, check_prompt, check_target, check_tokenizer
 from .binding import SmoothedCall, routed_through
 from .embedding_noise import EmbeddingNoise
 
@@ -99,6 +100,8 @@ class SmoothLLMAttribution(LLMAttribution):
     router: ClassVar[Router] = PERTURBATION_ROUTER
 
     def __init__(self, attr_method: Any, tokenizer: Any, attr_target: str = "log_prob") -> None:
+        check_inner_method(type(self), attr_method)
+        check_tokenizer(type(self), tokenizer)
         super().__init__(attr_method, tokenizer, attr_target)
         self.last_reports = []
 
@@ -152,6 +155,9 @@ class SmoothLLMAttribution(LLMAttribution):
             ValueError: An option this wrapper does not take (or sets itself), or a bad value.
         """
         routed = self.router.route(kwargs)
+        if hasattr(inp, "to_model_input"):
+            check_prompt(inp.to_model_input())
+        check_target(target)
         stdevs = routed.params["stdevs"]
         _check_counts(num_trials, routed.loop["nt_samples"], stdevs)
         fusion = stdevs is not None and not is_zero(stdevs)

@@ -8,11 +8,13 @@ failures or ``max_iter`` iterations, and keep the best noise level seen.
 
 It runs for a whole batch at once: each phase evaluates every still-searching example in one
 call of the smoothed method, with one sigma per example (``stdevs=PerExampleSigma(sigma)``). The
-evaluations use common random numbers: every (example, sample) pair has its own seed, derived
-from the search's seed, and draws the same standardised noise ``t_k`` at every evaluation, so
-that objective differences between two noise levels come from sigma and not from a new noise
-draw (the roots are ``x + sigma * t_k`` with the same ``t_k`` at every sigma). An example's
-draws depend neither on which other examples are still searching nor on the chunk sizes.
+evaluations use common random numbers (:class:`~captum_smooth.noise.CommonRandomNumbers`, from
+:meth:`AdaptiveNoising.noise_kernel`): every (example, sample) pair has its own seed, derived
+from the search's seed (:func:`~captum_smooth.core.random_state.derive_seed`), and draws the same
+standardised noise ``t_k`` at every evaluation, so that objective differences between two noise
+levels come from sigma and not from a new noise draw (the roots are ``x + sigma * t_k`` with the
+same ``t_k`` at every sigma). An example's draws depend neither on which other examples are
+still searching nor on the chunk sizes.
 
 The search itself (:meth:`AdaptiveNoising.search`) knows nothing about the method: it takes a
 function ``evaluate(rows, sigma) -> (maps, loss)``. :class:`~captum_smooth.methods.SmoothTaylor`
@@ -22,7 +24,7 @@ plugs SmoothTaylor into it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -32,8 +34,10 @@ from tqdm.auto import tqdm
 
 from .._checks import check_positive_int, check_real
 from ..core.expansion import select_examples
+from ..core.random_state import derive_seed
 from ..metrics import aupc, deletion_auc, insertion_auc, total_variation
-from ..noise.kernels import Kernel, _CheckedKernel, _SampleRequest
+from ..noise.crn import CommonRandomNumbers
+from ..noise.kernels import Kernel
 
 __all__ = ["OBJECTIVES", "AdaptiveNoising", "AdaptiveResult", "Evaluation"]
 
@@ -58,9 +62,11 @@ LossFn = Callable[[tuple[Tensor, ...], Tensor], Tensor]
 #: noise levels ``sigma`` ``(len(rows),)``.
 EvaluateFn = Callable[[Tensor, Tensor], tuple[tuple[Tensor, ...], Tensor]]
 
-_GOLDEN = 0x9E3779B97F4A7C15  # spreads per-example seeds over the 64-bit seed space
-_SAMPLE_STRIDE = 0xBF58476D1CE4E5B9  # spreads per-sample seeds of one example
-_FILL_STREAM = 0x5DEECE66D  # a second, independent stream per example (AUPC perturbation)
+#: The streams below the search's seed (:func:`~captum_smooth.core.random_state.derive_seed`):
+#: the noise of the evaluations (a :class:`~captum_smooth.noise.CommonRandomNumbers` seed), and
+#: the AUPC perturbation drawn once per example.
+_NOISE_STREAM = 0
+_FILL_STREAM = 1
 
 
 @dataclass
@@ -221,6 +227,20 @@ class AdaptiveNoising:
         """+1 when the objective is minimised, -1 when maximised (AUPC, insertion)."""
         return OBJECTIVES[self.objective] if isinstance(self.objective, str) else 1
 
+    def noise_kernel(self, kernel: str | Kernel | type[Kernel], seed: int) -> CommonRandomNumbers:
+        """The kernel of the evaluations: ``kernel``'s draws as common random numbers.
+
+        Args:
+            kernel: The kernel the user chose (a name, class or object).
+            seed: The search's seed; the noise is its own stream below it, apart from the
+                objective's randomness (:meth:`loss_fn`).
+
+        Returns:
+            A :class:`~captum_smooth.noise.CommonRandomNumbers`, to :meth:`restart
+            <captum_smooth.noise.CommonRandomNumbers.restart>` before each evaluation.
+        """
+        return CommonRandomNumbers(kernel, derive_seed(seed, _NOISE_STREAM))
+
     def loss_fn(
         self,
         model: Callable[..., Tensor],
@@ -265,7 +285,12 @@ class AdaptiveNoising:
         clean = inputs[0].detach()
         if user == "total_variation":
             return lambda maps, rows: direction * total_variation(maps[0], **kwargs)
-        metric = {"aupc": aupc, "deletion_auc": deletion_auc, "insertion_auc": insertion_auc}[user]
+        metrics: dict[str, Callable[..., Tensor]] = {
+            "aupc": aupc,
+            "deletion_auc": deletion_auc,
+            "insertion_auc": insertion_auc,
+        }
+        metric = metrics[user]
         fill: Tensor | None = None
         if user == "aupc" and kwargs.get("baseline") is None:
             kwargs.pop("baseline", None)
@@ -286,7 +311,9 @@ class AdaptiveNoising:
         batch = inputs[0].shape[0]
         device = inputs[0].device
         if self.sigma0 is None:
-            total = sum(x.detach().abs().reshape(batch, -1).double().sum(1) for x in inputs)
+            total = torch.stack(
+                [x.detach().abs().reshape(batch, -1).double().sum(1) for x in inputs]
+            ).sum(0)
             count = sum(max(1, math.prod(x.shape[1:])) for x in inputs)
             sigma = (total / count).float()
         elif isinstance(self.sigma0, Tensor):
@@ -451,11 +478,13 @@ def _check_loss(value: Any, n: int) -> Tensor:
 def _uniform_fill(clean: Tensor, value_range: Any, seed: int) -> Tensor:
     """One uniform perturbation per example (in its own ``[min, max]`` or ``value_range``)."""
     batch = clean.shape[0]
-    seeds = example_seeds(seed, batch, stream=_FILL_STREAM)
-    u = torch.stack(
-        [torch.rand(clean.shape[1:], generator=_generator(s, torch.device("cpu"))) for s in seeds]
-    ).to(device=clean.device, dtype=clean.dtype)
+    # One CPU stream per example: an example's perturbation does not depend on the batch.
+    gens = [torch.Generator().manual_seed(derive_seed(seed, _FILL_STREAM, r)) for r in range(batch)]
+    u = torch.stack([torch.rand(clean.shape[1:], generator=g) for g in gens])
+    u = u.to(device=clean.device, dtype=clean.dtype)
     shape = (batch,) + (1,) * (clean.dim() - 1)
+    lo: Tensor | float
+    hi: Tensor | float
     if value_range is None:
         flat = clean.reshape(batch, -1)
         lo, hi = flat.min(1).values.reshape(shape), flat.max(1).values.reshape(shape)
@@ -468,86 +497,3 @@ def _uniform_fill(clean: Tensor, value_range: Any, seed: int) -> Tensor:
 
 def _all_true(n: int, device: torch.device) -> Tensor:
     return torch.ones(n, dtype=torch.bool, device=device)
-
-
-def example_seeds(seed: int, batch: int, stream: int = 0) -> list[int]:
-    """One 64-bit seed per example, from a base ``seed`` (and a stream number)."""
-    return [(seed + stream + (r + 1) * _GOLDEN) % (1 << 64) for r in range(batch)]
-
-
-def _generator(seed: int, device: torch.device) -> torch.Generator:
-    gen_device = device if device.type in ("cpu", "cuda") else torch.device("cpu")
-    return torch.Generator(device=gen_device).manual_seed(seed)
-
-
-class CommonRandomNumbers(_CheckedKernel):
-    """A kernel whose draw of sample ``j`` of example ``r`` is the same in every evaluation.
-
-    Each (example, sample) pair has its own seed: the standardised noise ``t_j`` of example
-    ``r`` depends only on the base seed, ``r`` and ``j``, not on the chunk sizes nor on which
-    other examples are evaluated with it. Before each evaluation, :meth:`restart` names the
-    examples evaluated (rows of the full batch, in order) and how many input tensors get noise;
-    the loop then calls :meth:`sample` once per noised input per chunk (``(b * k, ...)``,
-    example-major), and the inputs of one sample draw in turn from that sample's generator.
-
-    Args:
-        base: The kernel whose draws are reused.
-        seeds: One seed per example of the full batch.
-    """
-
-    def __init__(self, base: Kernel, seeds: Sequence[int]) -> None:
-        self.base = base
-        self.name = getattr(base, "name", "kernel")
-        self.support = base.support
-        self._seeds = list(seeds)
-        self._rows: list[int] = []
-        self._device = torch.device("cpu")
-        self._n_inputs = 1
-        self._position = 0  # index of the first sample of the current chunk
-        self._call = 0  # draws made in the current chunk (one per noised input)
-        self._generators: list[list[torch.Generator]] = []
-
-    def restart(self, rows: Sequence[int], device: torch.device, n_inputs: int = 1) -> None:
-        """Start an evaluation of the examples ``rows`` with ``n_inputs`` noised tensors."""
-        self._rows = [int(r) for r in rows]
-        self._device = device
-        self._n_inputs = n_inputs
-        self._position = 0
-        self._call = 0
-        self._generators = []
-
-    def _draw(self, request: _SampleRequest) -> Tensor:
-        # ``request.generator`` is not used: every sample draws from its own seed.
-        size, _, device, dtype = request
-        b = len(self._rows)
-        if b == 0 or size[0] % b:
-            raise RuntimeError(
-                f"common random numbers: a draw of {size[0]} rows for {b} examples; call "
-                "restart() with the rows evaluated first"
-            )
-        k = size[0] // b
-        if self._call == 0:
-            self._generators = [
-                [
-                    _generator(_sample_seed(self._seeds[r], self._position + j), self._device)
-                    for j in range(k)
-                ]
-                for r in self._rows
-            ]
-        parts = [
-            self.base.sample((1, *size[1:]), generator=g, device=g.device, dtype=dtype)
-            for gens in self._generators
-            for g in gens
-        ]
-        self._call += 1
-        if self._call == self._n_inputs:
-            self._call = 0
-            self._position += k
-        return torch.cat(parts).to(device)
-
-    def __repr__(self) -> str:
-        return f"CommonRandomNumbers({self.base!r})"
-
-
-def _sample_seed(example_seed: int, j: int) -> int:
-    return (example_seed + (j + 1) * _SAMPLE_STRIDE) % (1 << 64)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Union
@@ -14,6 +13,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .._checks import GeneratorLike, check_positive_int, resolve_generator, seed_from
+from .._warnings import warn
 from ..noise.weights import ParameterFilter, WeightNoise, WeightPerturber
 from ..noise.weights_perturber import check_stdev
 
@@ -303,16 +303,14 @@ def _warn_at_search_bounds(
 ) -> None:
     """Warn when the result is a bound of the search (max_stdev, or 0.0: nothing accepted)."""
     if stdev >= max_stdev:
-        warnings.warn(
+        warn(
             f"calibrate_weight_noise: even max_stdev={max_stdev} keeps the accuracy; the "
             "result is the bound of the search, raise `max_stdev` to look further",
-            stacklevel=3,
         )
     elif stdev == 0.0:
-        warnings.warn(
+        warn(
             f"calibrate_weight_noise: no scale tried kept {1 - target_drop:.0%} of the "
             f"accuracy (smallest tried: {min(h.stdev for h in history):.3g}); returning 0.0",
-            stacklevel=3,
         )
 
 

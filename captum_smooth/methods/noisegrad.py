@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 from torch import Tensor, nn
 
+from .._warnings import warn
 from ._preset import COMMON_OPTIONS, INPUT_NOISE_OPTIONS, SmoothingPreset
 from ._weight_noise import WEIGHT_NOISE_PARAMETERS, weight_noise_option
 
@@ -34,12 +34,11 @@ class _WeightNoisePreset(SmoothingPreset):
         training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
         if training:
             shown = ", ".join(training[:3]) + (", ..." if len(training) > 3 else "")
-            warnings.warn(
+            warn(
                 f"{self.get_name()}: the model has modules in training mode ({shown}): dropout "
                 "and batch statistics make each explanation random and batch dependent; call "
                 "model.eval() first (running statistics are restored afterwards either way)",
                 UserWarning,
-                stacklevel=6,
             )
 
 

@@ -21,22 +21,16 @@ from captum._utils.common import _format_output, _format_tensor_into_tuples, _is
 from captum.attr import LayerAttribution, Saliency
 from torch import Tensor
 
-from .._checks import check_positive_int, seed_from
-from ..core.expansion import PER_EXAMPLE_KWARGS, select_examples
-from ..core.plan import LoopOptions
-from ..noise.kernels import get_kernel
+from .._checks import seed_from
+from ..core.expansion import select_examples, select_kwargs
 from ..noise.sigma import PerExampleSigma
 from ._preset import COMMON_OPTIONS, SmoothingPreset
-from .adaptive_noising import (
-    AdaptiveNoising,
-    AdaptiveResult,
-    CommonRandomNumbers,
-    example_seeds,
-)
+from .adaptive_noising import AdaptiveNoising, AdaptiveResult
 
 __all__ = ["SmoothTaylor", "TaylorTransform", "adaptive_smooth_taylor"]
 
-# Options of the loop that the search cannot honour (it returns the maps only).
+# Options of the loop that the search cannot honour: it returns the maps only, at the cost its
+# schedule sets (not sampling to a tolerance).
 _NOT_WITH_ADAPTIVE = frozenset({"return_error", "tolerance", "min_samples", "max_samples"})
 
 
@@ -201,63 +195,44 @@ class SmoothTaylor(SmoothingPreset):
             raise TypeError(
                 f"`adaptive` must be an AdaptiveNoising or None, got {type(adaptive).__name__}"
             )
-        _, loop, inner, _ = self._route(kwargs)
-        self.last_adaptive = self._adaptive(
-            inputs, target, adaptive, loop, self.inner_kwargs(inner)
-        )
-        return self.last_adaptive.attributions
+        result = self._adaptive(inputs, target, adaptive, kwargs)
+        self.last_adaptive = result
+        return result.attributions
 
     def _adaptive(
         self,
         inputs: Tensor | tuple[Tensor, ...],
         target: Any,
         noising: AdaptiveNoising,
-        loop: dict[str, Any],
         kwargs: dict[str, Any],
     ) -> AdaptiveResult:
-        """Adaptive noising: one batched SmoothTaylor call per phase, common random numbers."""
-        if kwargs.get("return_convergence_delta"):
-            raise ValueError("`return_convergence_delta` is not supported with `adaptive`")
-        unsupported = sorted(
-            loop.keys() & {"return_error", "tolerance", "min_samples", "max_samples"}
-        )
-        if unsupported:
-            raise ValueError(f"`{unsupported[0]}` is not supported with `adaptive`")
-        if "stdevs" in loop:
-            raise ValueError(
-                "`stdevs` has no effect with `adaptive` (the search starts at the "
-                "AdaptiveNoising's `sigma0`): give one of them"
-            )
-        options = {**self.loop_defaults, **loop}
-        del options["stdevs"]  # the search sets sigma
-        check_positive_int(options["nt_samples"], "nt_samples")
+        """Adaptive noising: each evaluation is a SmoothTaylor call on the rows still searching.
+
+        Every evaluation goes through :meth:`attribute` (the preset's one path) with one sigma
+        per example (``stdevs=PerExampleSigma(sigma)``) and the search's common random numbers
+        as the kernel; the search's own options (seed, kernel, progress bar) are taken out here.
+        """
+        _, loop, inner, _ = self._route(kwargs)
+        _check_adaptive_options(loop, inner)
         is_tuple = _is_tuple(inputs)
-        inputs_t = _format_tensor_into_tuples(inputs)
-        for i, x in enumerate(inputs_t):
-            if not isinstance(x, Tensor) or not x.is_floating_point():
-                raise TypeError(f"`inputs[{i}]` must be a floating-point tensor")
+        inputs_t = _floating_inputs(inputs)
         batch = inputs_t[0].shape[0]
-        seed = seed_from(options.pop("generator"))
-        show_progress = options.pop("show_progress")
-        crn = CommonRandomNumbers(get_kernel(options.pop("kernel")), example_seeds(seed, batch))
+        seed = seed_from(loop.pop("generator", None))
+        show_progress = loop.pop("show_progress", False)
+        crn = noising.noise_kernel(loop.pop("kernel", self.loop_defaults["kernel"]), seed)
         loss = noising.loss_fn(self.forward_func, inputs_t, is_tuple, target, seed)
 
         def _evaluate(rows: Tensor, sigma: Tensor) -> tuple[tuple[Tensor, ...], Tensor]:
+            crn.restart(rows, n_inputs=len(inputs_t))
             sub = tuple(x[rows.to(x.device)] for x in inputs_t)
-            sub_kwargs = {
-                key: select_examples(value, rows, batch) if key in PER_EXAMPLE_KWARGS else value
-                for key, value in kwargs.items()
-            }
-            if target is not None:
-                sub_kwargs["target"] = select_examples(target, rows, batch)
-            crn.restart(rows.tolist(), inputs_t[0].device, n_inputs=len(inputs_t))
-            run_options = LoopOptions(
-                **options,
+            out = self.attribute(
+                sub if is_tuple else sub[0],
+                select_examples(target, rows, batch),
                 stdevs=PerExampleSigma(sigma),
                 kernel=crn,
-                sample_transform=self.transform,
+                **loop,
+                **select_kwargs(inner, rows, batch),
             )
-            out = self.tunnel.run(sub if is_tuple else sub[0], run_options, sub_kwargs)
             maps = _format_tensor_into_tuples(out)
             return maps, loss(maps, rows)
 
@@ -266,6 +241,29 @@ class SmoothTaylor(SmoothingPreset):
         )
         result.attributions = _format_output(is_tuple, maps)
         return result
+
+
+def _check_adaptive_options(loop: dict[str, Any], inner: dict[str, Any]) -> None:
+    """Refuse the options the search cannot honour, naming the first one."""
+    if inner.get("return_convergence_delta"):
+        raise ValueError("`return_convergence_delta` is not supported with `adaptive`")
+    unsupported = sorted(loop.keys() & _NOT_WITH_ADAPTIVE)
+    if unsupported:
+        raise ValueError(f"`{unsupported[0]}` is not supported with `adaptive`")
+    if "stdevs" in loop:
+        raise ValueError(
+            "`stdevs` has no effect with `adaptive` (the search starts at the "
+            "AdaptiveNoising's `sigma0`): give one of them"
+        )
+
+
+def _floating_inputs(inputs: Tensor | tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """The inputs as a tuple; each must be floating point (every one of them gets noise)."""
+    inputs_t = _format_tensor_into_tuples(inputs)
+    for i, x in enumerate(inputs_t):
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            raise TypeError(f"`inputs[{i}]` must be a floating-point tensor")
+    return inputs_t
 
 
 def adaptive_smooth_taylor(

@@ -53,7 +53,7 @@ def _channel_reduce_abs(maps: Tensor) -> Tensor:
 def _check_output(output: object) -> OutputKind:
     if output not in ("prob", "logit"):
         raise ValueError(f"`output` must be 'prob' or 'logit', got {output!r}")
-    return output  # type: ignore[return-value]
+    return output
 
 
 def _format_target(target: object, batch_size: int, device: torch.device) -> Tensor:

@@ -30,7 +30,7 @@ def _check_method(method: object) -> Attribution:
             "`method` must be a Captum attribution instance (with `attribute` and "
             f"`forward_func`), got {type(method).__name__}"
         )
-    return method  # type: ignore[return-value]
+    return method
 
 
 def _as_tuple(inputs: InputsLike) -> tuple[Tensor, ...]:
@@ -105,6 +105,34 @@ def _with_target(attr_kwargs: dict[str, Any], target: Any) -> dict[str, Any]:
     return call_kwargs
 
 
+def _explain(method: Attribution, inputs: InputsLike, kwargs: dict[str, Any]) -> tuple[Tensor, ...]:
+    """``method.attribute(inputs, **kwargs)`` with gradients enabled, detached, as a tuple.
+
+    Captum's metrics call the explanation under ``torch.no_grad()``: gradient methods need it
+    enabled again, whatever their implementation.
+    """
+    with torch.enable_grad():
+        attributions = method.attribute(inputs, **kwargs)
+    return tuple(a.detach() for a in _as_tuple(attributions))
+
+
+def _per_example(
+    metric: Callable[..., Tensor],
+    *args: Any,
+    n_perturb_samples: int,
+    max_examples_per_batch: int | None,
+    **kwargs: Any,
+) -> Tensor:
+    """Run a Captum metric with the sampling options both wrappers take: a score per example."""
+    score = metric(
+        *args,
+        n_perturb_samples=n_perturb_samples,
+        max_examples_per_batch=max_examples_per_batch,
+        **kwargs,
+    )
+    return score.reshape(-1)
+
+
 def infidelity_of(
     method: Attribution,
     inputs: InputsLike,
@@ -167,9 +195,7 @@ def infidelity_of(
     call_kwargs = _with_target(attr_kwargs, target)
     if additional_forward_args is not None:
         call_kwargs["additional_forward_args"] = additional_forward_args
-    with torch.enable_grad():
-        attributions = method.attribute(inputs, **call_kwargs)
-    attrs = _as_tuple(attributions)
+    attrs = _explain(method, inputs, call_kwargs)
     if len(attrs) != len(_as_tuple(inputs)):
         raise ValueError(
             f"`method` returned {len(attrs)} attribution tensor(s) for "
@@ -181,21 +207,18 @@ def infidelity_of(
                 f"the attributions of `method` have shape {tuple(attr.shape)} but `inputs` "
                 f"{tuple(inp.shape)}: infidelity needs attributions shaped like the inputs"
             )
-    attributions = tuple(a.detach() for a in attrs)
-    if isinstance(inputs, Tensor):
-        attributions = attributions[0]
-    result = infidelity(
+    return _per_example(
+        infidelity,
         method.forward_func,
         perturb_func,
         inputs,
-        attributions,
-        additional_forward_args=additional_forward_args,
-        target=target,
+        attrs[0] if isinstance(inputs, Tensor) else attrs,
         n_perturb_samples=n_perturb_samples,
         max_examples_per_batch=max_examples_per_batch,
+        additional_forward_args=additional_forward_args,
+        target=target,
         normalize=normalize,
     )
-    return result.reshape(-1)
 
 
 def sensitivity_max_of(
@@ -263,19 +286,16 @@ def sensitivity_max_of(
         # method the form the user gave (a tensor stays a tensor) and Captum back a tuple.
         if single and isinstance(inp, tuple) and len(inp) == 1:
             inp = inp[0]
-        with torch.enable_grad():
-            attributions = method.attribute(inp, **kwargs)
-        return tuple(a.detach() for a in _as_tuple(attributions))
+        return _explain(method, inp, kwargs)
 
-    call_kwargs = _with_target(attr_kwargs, target)
-    result = sensitivity_max(
+    return _per_example(
+        sensitivity_max,
         explanation_func,
         inputs,
+        n_perturb_samples=n_perturb_samples,
+        max_examples_per_batch=max_examples_per_batch,
         perturb_func=perturb_func,
         perturb_radius=perturb_radius,
-        n_perturb_samples=n_perturb_samples,
         norm_ord=norm_ord,
-        max_examples_per_batch=max_examples_per_batch,
-        **call_kwargs,
+        **_with_target(attr_kwargs, target),
     )
-    return result.reshape(-1)

@@ -15,7 +15,6 @@ without a step of the user's own.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +22,8 @@ import numpy as np
 import torch
 from captum.attr import Attribution
 from torch import Tensor
+
+from .._warnings import warn
 
 __all__ = ["as_quantus_explain_func", "patch_numpy_for_quantus", "quantus_explain_func"]
 
@@ -57,10 +58,10 @@ def patch_numpy_for_quantus() -> list[str]:
 
 def _model_device(model: Any) -> torch.device:
     if isinstance(model, torch.nn.Module):
-        for tensor in model.parameters():
-            return tensor.device
-        for tensor in model.buffers():
-            return tensor.device
+        for parameter in model.parameters():
+            return parameter.device
+        for buffer in model.buffers():
+            return buffer.device
     return torch.device("cpu")
 
 
@@ -70,6 +71,30 @@ def _model_dtype(model: Any) -> torch.dtype:
             if tensor.is_floating_point():
                 return tensor.dtype
     return torch.get_default_dtype()
+
+
+def _explainer_for(method: Attribution | Callable[[Any], Attribution], model: Any) -> Attribution:
+    """The attribution instance that explains ``model`` (see :func:`quantus_explain_func`).
+
+    Args:
+        method: An attribution instance (used as it is), or a class or factory of the model.
+        model: The model Quantus passes.
+
+    Returns:
+        ``method`` itself, or ``method(model)``.
+    """
+    if isinstance(method, Attribution):
+        if model is not None and model is not method.forward_func:
+            warn(
+                "quantus_explain_func: the attribution instance explains its own "
+                "forward_func, not the model passed by Quantus; pass the class to rebuild it "
+                "for every model"
+            )
+        return method
+    explainer = method(model)
+    if not hasattr(explainer, "attribute"):
+        raise TypeError("`method` as a factory must return an object with `attribute`")
+    return explainer
 
 
 def quantus_explain_func(
@@ -108,8 +133,7 @@ def quantus_explain_func(
         >>> scores = metric(model, x_batch, y_batch, explain_func=explain)
     """
     patch_numpy_for_quantus()  # Quantus calls np.trapz / np.NaN, gone from numpy 2.4
-    is_instance = isinstance(method, Attribution)
-    if not is_instance and not callable(method):
+    if not isinstance(method, Attribution) and not callable(method):
         raise TypeError(
             "`method` must be a Captum attribution instance, class or factory, got "
             f"{type(method).__name__}"
@@ -118,19 +142,7 @@ def quantus_explain_func(
     def explain_func(model: Any, inputs: Any, targets: Any, **kwargs: Any) -> np.ndarray:
         device = kwargs.pop("device", None)
         device = torch.device(device) if device is not None else _model_device(model)
-        if is_instance:
-            explainer = method
-            if model is not None and model is not explainer.forward_func:
-                warnings.warn(
-                    "quantus_explain_func: the attribution instance explains its own "
-                    "forward_func, not the model passed by Quantus; pass the class to rebuild it "
-                    "for every model",
-                    stacklevel=2,
-                )
-        else:
-            explainer = method(model)
-            if not hasattr(explainer, "attribute"):
-                raise TypeError("`method` as a factory must return an object with `attribute`")
+        explainer = _explainer_for(method, model)
         x = torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, Tensor) else inputs)
         # A fresh leaf of our own: gradient methods need no copy and Captum does not warn.
         x = x.to(device=device, dtype=_model_dtype(model)).detach().clone().requires_grad_(True)

@@ -1,21 +1,10 @@
 """What gets sampled: input-noise kernels, sigma rules, weight noise."""
 
-from .kernels import (
-    KERNELS,
-    BumpKernel,
-    CosineKernel,
-    EpanechnikovKernel,
-    GaussianKernel,
-    Kernel,
-    LaplaceKernel,
-    StudentTKernel,
-    TabulatedKernel,
-    TriangularKernel,
-    UniformKernel,
-    get_kernel,
-    kernel_names,
-    register_kernel,
-)
+from . import kernels
+from .crn import CommonRandomNumbers
+
+# The kernel names are listed once, in the kernels module's ``__all__``.
+from .kernels import *  # noqa: F403
 from .sigma import (
     AdaptiveSigma,
     Bounds,
@@ -36,32 +25,20 @@ from .weights import (
 )
 
 __all__ = [
-    "KERNELS",
+    *kernels.__all__,
     "NOISE_TYPES",
     "AdaptiveSigma",
     "BoundWeightNoise",
     "Bounds",
-    "BumpKernel",
-    "CosineKernel",
-    "EpanechnikovKernel",
-    "GaussianKernel",
-    "Kernel",
-    "LaplaceKernel",
+    "CommonRandomNumbers",
     "OutsideBoundsWarning",
     "ParameterFilter",
     "PerExampleSigma",
     "RangeShareSigma",
     "SigmaRule",
-    "StudentTKernel",
-    "TabulatedKernel",
-    "TriangularKernel",
-    "UniformKernel",
     "WeightNoise",
     "WeightPerturber",
-    "get_kernel",
-    "kernel_names",
     "model_lock",
-    "register_kernel",
     "resolve_bounds",
     "select_parameters",
 ]

@@ -31,6 +31,8 @@ from typing import Any, TypeVar
 __all__ = ["GUARD", "SignalGuard", "critical"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: A Python-level signal handler, as ``signal.signal`` installs it.
+Handler = Callable[[int, FrameType | None], Any]
 
 #: The code objects of the critical functions.
 _CRITICAL_CODE: set[CodeType] = set()
@@ -84,8 +86,8 @@ class SignalGuard:
     """
 
     def __init__(self) -> None:
-        self.originals: dict[int, Any] = {}
-        self.pending: list[tuple[Any, int, FrameType | None]] = []
+        self.originals: dict[int, Handler] = {}
+        self.pending: list[tuple[Handler | None, int, FrameType | None]] = []
         self.depth = 0
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
@@ -143,11 +145,13 @@ class SignalGuard:
                 del self.originals[signum]
 
     def _uninstall(self) -> None:
-        for signum in list(self.originals):
+        # Held apart from `self`: the identity test below narrows `self` to getsignal's type.
+        originals = self.originals
+        for signum in list(originals):
             # A handler the user installed during the session stays where it is.
             if signal.getsignal(signum) is self:
-                signal.signal(signum, self.originals[signum])
-            del self.originals[signum]
+                signal.signal(signum, originals[signum])
+            del originals[signum]
 
 
 #: The one guard of this process.

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import abc
 import math
-import warnings
 from collections.abc import Sequence
 from typing import Union
 
 import torch
 from torch import Tensor
+
+from .._warnings import warn
 
 BoundValue = Union[float, Sequence[float], Tensor]
 Bounds = tuple[BoundValue, BoundValue]
@@ -154,11 +155,10 @@ def outside_bounds(inputs: Tensor, lo: Tensor, hi: Tensor, *, strict: bool) -> T
             f"inputs lie outside `bounds`: {where}; pass the bounds of the data the model was "
             "trained on, or strict=False to give those elements sigma 0"
         )
-    warnings.warn(
+    warn(
         f"{int(outside.sum())} of {inputs.numel()} input element(s) lie outside `bounds` "
         f"({where}): they get sigma 0 (no noise); strict=True makes this an error",
         OutsideBoundsWarning,
-        stacklevel=2,
     )
     return outside
 

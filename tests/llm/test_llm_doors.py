@@ -96,3 +96,36 @@ def test_noise_type_parameters_and_exclude_reach_the_weight_noise(
     with pytest.raises(ValueError, match="noise_type"):
         _scores(wrapper, tokenizer, weight_stdev=0.3, noise_type="nope", **extra)
     assert_identical(before, gpt2)
+
+
+def test_bad_wrapper_arguments_are_named_before_any_work(gpt2: Any, tokenizer: Any) -> None:
+    from captum.attr import Saliency
+
+    lig = LayerIntegratedGradients(gpt2, gpt2.transformer.wte)
+    for cls in (SmoothLLMGradientAttribution, SmoothLLMAttribution):
+        with pytest.raises(TypeError, match=r"`attr_method` must be one of .* got Saliency"):
+            cls(Saliency(gpt2), tokenizer)
+    with pytest.raises(TypeError, match=r"`tokenizer` must be the model's tokenizer"):
+        SmoothLLMGradientAttribution(lig, None)
+    with pytest.raises(TypeError, match=r"`tokenizer` must be the model's tokenizer"):
+        SmoothLLMAttribution(FeatureAblation(gpt2), "gpt2")
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_bad_prompt_and_target_are_named(door: str, gpt2: Any, tokenizer: Any) -> None:
+    wrapper = DOORS[door](gpt2, tokenizer)
+    before = snapshot(gpt2)
+    with pytest.raises(ValueError, match=r"`inp` has no tokens"):
+        wrapper.attribute(TextTokenInput("", tokenizer), target=TARGET)
+    inp = TextTokenInput(PROMPT, tokenizer)
+    bad = {
+        "2-D": (torch.tensor([[1, 2]]), ValueError, r"1-D tensor, got shape \(1, 2\)"),
+        "empty": (torch.tensor([], dtype=torch.long), ValueError, r"non-empty 1-D"),
+        "float": (torch.tensor([1.0]), TypeError, r"integer tensor"),
+        "blank": ("  ", ValueError, r"empty text"),
+        "list": ([1, 2], TypeError, r"`target` must be a text"),
+    }
+    for target, error, message in bad.values():
+        with pytest.raises(error, match=message):
+            wrapper.attribute(inp, target=target)
+    assert_identical(before, gpt2)

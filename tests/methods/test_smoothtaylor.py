@@ -500,3 +500,47 @@ def test_progress_bar_runs(capsys: pytest.CaptureFixture[str]) -> None:
     )  # fmt: skip
     assert res.n_iterations <= 2
     assert "Adaptive noising" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("return_error", True),
+        ("tolerance", 0.1),
+        ("min_samples", 4),
+        ("max_samples", 8),
+        ("stdevs", 0.5),
+    ],
+)
+def test_adaptive_refuses_the_options_it_cannot_honour(option: str, value: object) -> None:
+    with pytest.raises(ValueError, match=option):
+        SmoothTaylor(_small_cnn()).attribute(
+            _images(2), target=0, nt_samples=4, generator=0, adaptive=TV, **{option: value}
+        )
+
+
+def test_adaptive_evaluations_go_through_the_preset_path() -> None:
+    # Every evaluation is an ordinary SmoothTaylor call (configure, the loop), on the rows still
+    # searching, with one sigma per example and the search's common random numbers.
+    seen: list[int] = []
+
+    class Recording(SmoothTaylor):
+        def configure(self, inputs: Tensor, params: dict, given: set[str]) -> dict:
+            seen.append(inputs.shape[0])
+            return super().configure(inputs, params, given)
+
+    net, x = _small_cnn(), _images(4)
+    st = Recording(net)
+    st.attribute(x, target=[0, 1, 2, 1], nt_samples=6, generator=0, adaptive=TV)
+    res = st.last_adaptive
+    assert res is not None
+    assert seen == [ev.rows.numel() for ev in res.history]
+    # The last report is the last evaluation's: its rows, nt_samples roots each.
+    assert st.last_report is not None
+    assert st.last_report.n_samples.tolist() == [6] * res.history[-1].rows.numel()
+    # A per-example target follows the rows: example 0 (target 0 in both runs) searches and
+    # ends alike whatever the other examples' targets; the others do not.
+    same = adaptive_smooth_taylor(net, x, target=0, nt_samples=6, generator=0, noising=TV)
+    assert same.sigma[0] == res.sigma[0]
+    torch.testing.assert_close(same.attributions[0], res.attributions[0])
+    assert not torch.equal(same.attributions[1:], res.attributions[1:])

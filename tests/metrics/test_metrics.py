@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 from typing import Any
@@ -371,6 +372,22 @@ def test_deletion_bad_input() -> None:
         insertion_auc(model, x, w, 0, n_steps=0)
 
 
+@pytest.mark.parametrize(
+    ("metric", "word"), [(deletion_auc, "deletion"), (insertion_auc, "insertion")]
+)
+def test_deletion_and_insertion_keep_their_names_signature_and_docs(metric: Any, word: str) -> None:
+    # One definition makes both: each still reads as its own documented function.
+    assert metric.__name__ == f"{word}_auc"
+    assert (metric.__doc__ or "").startswith(f"Area under the {word} curve")
+    params = inspect.signature(metric).parameters
+    assert list(params) == [
+        "model", "inputs", "maps", "target", "baseline", "n_steps", "batch_size", "output",
+    ]  # fmt: skip
+    assert [params[n].default for n in ("baseline", "n_steps", "batch_size", "output")] == [
+        0.0, 100, 64, "prob",
+    ]  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------------
 # aupc
 
@@ -557,8 +574,9 @@ def test_explain_func_without_quantus() -> None:
     explain = quantus_explain_func(Saliency(model), abs=True)
     np.testing.assert_allclose(explain(model, x, y, abs=True), direct)
     assert (explain(model, x, y, abs=False) < 0).any()
-    with pytest.warns(UserWarning, match="forward_func"):
+    with pytest.warns(UserWarning, match="forward_func") as record:
         explain(_small_cnn(1), x, y)
+    assert record[0].filename == __file__  # the caller of explain_func: Quantus, or here
     with pytest.raises(TypeError, match="method"):
         quantus_explain_func(3)  # type: ignore[arg-type]
 
