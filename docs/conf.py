@@ -47,3 +47,18 @@ nitpicky = False
 html_theme = "alabaster"
 html_title = f"captum-smooth {release}"
 html_static_path: list[str] = []
+
+
+def _skip_namedtuple_fields(app, what, name, obj, skip, options):
+    """Leave out a NamedTuple's generated field properties ("Alias for field number N").
+
+    Their class's ``Attributes:`` section documents the fields (napoleon writes an attribute
+    entry for each); autodoc would document them a second time, a duplicate-object warning.
+    """
+    if (getattr(obj, "__doc__", None) or "").startswith("Alias for field number"):
+        return True
+    return None
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_namedtuple_fields)
