@@ -75,7 +75,7 @@ docs: setup
 # .venv (--no-isolation: nothing fetched at build time); twine checks their metadata.
 dist: setup
 	rm -rf dist
-	$(BIN)/python -m build --no-isolation --outdir dist .
+	$(BIN)/python -m build --no-isolation --quiet --outdir dist .
 	$(BIN)/twine check --strict dist/*
 
 # The wheel installed into a clean venv (pinned torch) and used from outside the repository.

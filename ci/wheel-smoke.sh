@@ -4,6 +4,9 @@
 # the repository, so that `import captum_smooth` finds the installed wheel and not the source.
 # Usage: ci/wheel-smoke.sh [DIST_DIR]   (default dist/; `make dist-check` builds it first)
 set -euo pipefail
+# Nothing of the caller's environment reaches the clean venv: a PYTHONPATH naming the checkout
+# would show pip the source tree's captum_smooth.egg-info as an installed captum-smooth.
+unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONUSERBASE
 repo=$(cd "$(dirname "$0")/.." && pwd)
 dist=$(cd "${1:-$repo/dist}" && pwd)
 PYTHON=${PYTHON:-python3}
