@@ -37,8 +37,10 @@ class MonteCarloError:
     Attributes:
         standard_error: Per-element standard error, shaped like the attributions (a tensor, or a
             tuple as the attributions).
-        relative_error: Per example, ``||standard_error|| / ||attribution||`` over all its
-            elements (``inf`` where the attribution is zero but the error is not), ``(B,)``.
+        relative_error: Per example, the standard error relative to the signal,
+            ``||SE|| / sqrt(||attribution||^2 - ||SE||^2)`` over all its elements (see
+            :func:`relative_error`): ``inf`` where the map cannot be told from its Monte-Carlo
+            noise, ``(B,)``.
         n_samples: Valid samples per example, ``(B,)`` (weight draws for the nested estimate).
         nested: True when the error comes from the spread between weight draws (weight noise
             with input noise inside each draw): samples of one draw share the weights, so they
@@ -69,20 +71,32 @@ def _squared_norms(tensors: tuple[Tensor, ...]) -> Tensor:
 
 
 def relative_error(se: tuple[Tensor, ...], estimate: tuple[Tensor, ...]) -> Tensor:
-    """Per example, ``||se|| / ||estimate||`` over all elements of all tensors, ``(B,)``.
+    """Per example, the error relative to the signal: ``||se|| / sqrt(||estimate||^2 - ||se||^2)``.
+
+    Why not ``||se|| / ||estimate||``: the estimate's own noise inflates its norm,
+    ``E ||estimate||^2 = ||signal||^2 + ||se||^2``, so on a map dominated by noise the plain ratio
+    tends to 1 however little signal there is. Subtracting ``||se||^2`` estimates the signal's
+    squared norm without that bias; the figure then keeps growing as the signal vanishes, and to
+    first order equals the plain ratio on a strong signal (``r / sqrt(1 - r^2)``, ``r`` the plain
+    ratio: 0.2 reads 0.204).
+
+    ``inf`` means the map cannot be told from its Monte-Carlo noise: the estimate is no larger
+    than its standard error predicts for a map of pure noise (more samples, or another method,
+    are needed before the map says anything).
 
     Args:
         se: The standard errors, shaped like ``estimate``.
         estimate: The reduced attributions (at least one tensor).
 
     Returns:
-        A float tensor ``(B,)``: ``inf`` where the estimate is zero but the error is not, 0
-        where both are.
+        A float tensor ``(B,)``: ``inf`` where ``||estimate||^2 <= ||se||^2`` with a non-zero
+        error, 0 where the error is zero.
     """
     err = _squared_norms(se)
-    size = _squared_norms(estimate)
-    rel = (err / size).sqrt()
-    return torch.where(size > 0, rel, torch.where(err > 0, torch.inf, torch.zeros_like(rel)))
+    signal = _squared_norms(estimate) - err
+    rel = (err / signal.clamp_min(torch.finfo(signal.dtype).tiny)).sqrt()
+    rel = torch.where(signal > 0, rel, torch.full_like(rel, torch.inf))
+    return torch.where(err > 0, rel, torch.zeros_like(rel))
 
 
 class ErrorTracking:

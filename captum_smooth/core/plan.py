@@ -137,9 +137,10 @@ LOOP_OPTION_DOCS: dict[str, str] = {
     "show_progress": "Show a progress bar over the chunks.",
     "return_error": "Also return the Monte-Carlo error (a ``MonteCarloError``) as the last "
     "element of the result.",
-    "tolerance": "Sample until each example's relative error ``||SE|| / ||map||`` is at most "
-    "this, instead of a fixed count; examples stop one by one (input samples, or weight draws "
-    "under weight noise).",
+    "tolerance": "Sample until each example's relative error ``||SE|| / sqrt(||map||^2 - "
+    "||SE||^2)`` (``inf`` while the map cannot be told from its noise) is at most this, instead "
+    "of a fixed count; examples stop one by one (input samples, or weight draws under weight "
+    "noise).",
     "min_samples": "With ``tolerance``: the fewest samples (>= 2). Default: min(8, max).",
     "max_samples": "With ``tolerance``: the most samples. Default: ``nt_samples`` "
     "(``n_weight_samples`` under weight noise).",
