@@ -10,7 +10,7 @@ import torch
 from captum.attr import Saliency
 from torch import Tensor, nn
 
-from captum_smooth import NoiseGrad, SmoothGrad, SmoothTunnel, WeightNoise
+from captum_smooth import FusionGrad, NoiseGrad, SmoothGrad, SmoothTaylor, SmoothTunnel, WeightNoise
 from captum_smooth.core.antithetic import mirrored
 from captum_smooth.core.router import COMMON_OPTIONS
 from captum_smooth.llm.gradient import GRADIENT_ROUTER
@@ -200,3 +200,35 @@ def test_every_door_takes_the_option() -> None:
         X, nt_samples=4, sampling="antithetic", abs=False, generator=0
     )
     assert torch.allclose(attr, A * X, rtol=0, atol=1e-12)
+
+
+def test_layer_noise_is_paired_too() -> None:
+    # Noise on the output h = W x of a layer, then g(h) = 1/2 sum a h^2: grad_x = W^T (a (h + t)),
+    # linear in t, so the pairs give W^T a W x exactly.
+    layer = nn.Linear(4, 4, bias=False).double()
+    model = nn.Sequential(layer, Quadratic()).eval()
+    w = layer.weight.detach()
+    attr = SmoothTunnel(Saliency(model)).attribute(
+        X, nt_samples=6, stdevs=0.5, noise_layer=layer, abs=False, generator=0,
+        nt_samples_batch_size=3, sampling="antithetic",
+    )  # fmt: skip
+    assert torch.allclose(attr, (X @ w.t()) * A @ w, rtol=0, atol=1e-12)
+
+
+def test_smoothtaylor_on_a_linear_model_cancels_exactly() -> None:
+    # R = (x - z) * grad f(z) = -t * w: zero in expectation, and exactly zero for each pair.
+    model = Linear(4, 2).double().eval()
+    attr = SmoothTaylor(model).attribute(
+        X, target=0, nt_samples=10, stdevs=0.5, generator=0, sampling="antithetic"
+    )
+    assert float(attr.abs().max()) < 1e-12
+
+
+def test_fusiongrad_pairs_weights_and_inputs_and_counts_draws() -> None:
+    model = Linear(4, 3).double().eval()
+    attr, err = FusionGrad(model).attribute(
+        X, target=2, abs=False, generator=0, n_weight_samples=4, nt_samples=4, stdevs=0.3,
+        weight_stdev=0.3, sampling="antithetic", return_error=True,
+    )  # fmt: skip
+    assert torch.allclose(attr, model.weight.detach()[2].expand(2, 4), rtol=0, atol=1e-12)
+    assert err.nested and err.n_samples.tolist() == [4, 4]
