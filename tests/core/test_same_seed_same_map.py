@@ -97,3 +97,21 @@ def test_without_a_generator_the_global_stream_is_used_in_order() -> None:
     noise = torch.normal(0.0, 0.5, (12, 4))  # Captum's draw: all copies at once
     expected = (3 * (X.repeat_interleave(4, 0) + noise) ** 2).view(3, 4, 4).mean(1)
     assert torch.allclose(first, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_examples_in_other_blocks_keep_their_draws_when_the_rest_stop() -> None:
+    # Ten examples (two blocks of draws); only examples 0 and 9 are noised, the others stop at
+    # `min_samples`. Examples 0 and 9 get the maps of a call in which nobody stops.
+    tunnel = SmoothTunnel(Saliency(Cubic()))
+    x = torch.randn(10, 4, generator=torch.Generator().manual_seed(0))
+    sigmas = torch.zeros(10, 1)
+    sigmas[[0, 9]] = 0.5
+    kwargs = {"stdevs": sigmas, "abs": False, "generator": 11}
+    full = tunnel.attribute(x, nt_samples=24, nt_samples_batch_size=5, **kwargs)
+    with pytest.warns(UserWarning, match="tolerance"):
+        stopped = tunnel.attribute(
+            x, tolerance=1e-9, max_samples=24, nt_samples_batch_size=4, **kwargs
+        )
+    assert tunnel.last_report is not None
+    assert tunnel.last_report.n_samples.tolist() == [24] + [8] * 8 + [24]
+    assert torch.allclose(full[[0, 9]], stopped[[0, 9]], rtol=1e-6, atol=1e-6)
