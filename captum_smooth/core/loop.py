@@ -111,6 +111,15 @@ def call_inner(
     return _format_tensor_into_tuples(out), _is_tuple(out), delta
 
 
+def _check_mirror(perturber: Any, plan: SamplingPlan) -> None:
+    """Refuse antithetic weight noise from a component that cannot mirror its draws."""
+    if plan.pairing.weights and not callable(getattr(perturber, "mirror", None)):
+        raise TypeError(
+            f'`sampling="antithetic"` with weight noise needs a perturber with a `mirror()` '
+            f"method (as WeightNoise's), got {type(perturber).__name__}"
+        )
+
+
 class _NoLayerNoise(contextlib.nullcontext):
     """Noise on the inputs: nothing to arm at a layer."""
 
@@ -140,7 +149,11 @@ class SamplingLoop:
         self.requires_grad = bool(tunnel.is_gradient_method)
         self.plan = plan
         self.tracking = ErrorTracking(
-            plan.reducer, plan.batch, weight_draws=plan.has_weight_draws, wanted=plan.error_wanted
+            plan.reducer,
+            plan.batch,
+            weight_draws=plan.has_weight_draws,
+            wanted=plan.error_wanted,
+            pairing=plan.pairing,
         )
         self.reducer: Reducer = self.tracking.reducer
         self.fed = torch.zeros(plan.batch, dtype=torch.long)
@@ -179,6 +192,7 @@ class SamplingLoop:
                 self.plan.weight_noise.session(model) as perturber,
                 self.layer,
             ):
+                _check_mirror(perturber, self.plan)
                 for draw in range(self.plan.stop.max_weight_draws):
                     self._weight_draw(perturber, draw)
                     if self._all_stopped():
@@ -189,14 +203,19 @@ class SamplingLoop:
 
     def _weight_draw(self, perturber: Any, draw: int) -> None:
         plan = self.plan
-        perturber.perturb(plan.generator)
+        if plan.pairing.is_mirror_draw(draw):
+            perturber.mirror()
+        else:
+            perturber.perturb(plan.generator)
         draw_reducer = self.tracking.new_draw()
         if plan.include_clean:
             self.layer.disarm()
             self._chunk(1, draw_reducer, noised=False)
         self._input_samples(draw_reducer)
         self.tracking.end_draw(draw_reducer, self.active)
-        if plan.stop.per_weight_draw and draw + 1 >= plan.stop.min_samples:
+        # Examples stop only after whole pairs of draws (the pair is the independent sample).
+        ready = draw + 1 >= plan.stop.min_samples and plan.pairing.pair_complete(draw)
+        if plan.stop.per_weight_draw and ready:
             self._drop_converged()
 
     def _input_samples(self, draw_reducer: Reducer | None) -> None:
@@ -215,6 +234,7 @@ class SamplingLoop:
         """Attribute ``k`` copies of each example still sampling and feed the reducers."""
         plan, rows = self.plan, self.active
         inputs, kwargs, sigmas = self._subset()
+        paired = noised and plan.pairing.inputs
         noisy = noisy_copies(
             inputs,
             k,
@@ -222,6 +242,7 @@ class SamplingLoop:
             plan.kernel,
             plan.generator,
             requires_grad=self.requires_grad,
+            antithetic=paired,
         )
         expanded = self._expand(inputs, kwargs, k)
         attrs, self.is_attr_tuple, delta = self._call_inner(noisy, expanded)
@@ -232,6 +253,7 @@ class SamplingLoop:
         for reducer in (self.reducer, draw_reducer):
             if reducer is not None:
                 reducer.update(attrs, k, rows=rows)
+        self.tracking.update(attrs, k, rows, paired=paired)
         self._count_fed(k, rows)
         if plan.want_delta and delta is not None:
             self.deltas.append(delta)
@@ -256,7 +278,14 @@ class SamplingLoop:
 
     def _draw_at_layer(self, clean: Tensor, k: int) -> Tensor:
         sigma = evaluate_sigma(self.plan.layer_sigma, clean)  # type: ignore[arg-type]
-        return draw_noise(self.plan.kernel, clean, sigma, k, self.plan.generator)
+        return draw_noise(
+            self.plan.kernel,
+            clean,
+            sigma,
+            k,
+            self.plan.generator,
+            antithetic=self.plan.pairing.inputs,
+        )
 
     def _subset(self) -> tuple[tuple[Tensor, ...], dict[str, Any], Any]:
         """The inputs, kwargs and sigmas of the examples still sampling."""

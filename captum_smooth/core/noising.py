@@ -22,6 +22,7 @@ from torch import Tensor
 
 from ..noise.kernels import Kernel
 from ..noise.sigma import SigmaRule
+from .antithetic import mirrored
 
 __all__ = ["SigmaSpec", "StdevsType", "draw_noise", "evaluate_sigma", "noisy_copies"]
 
@@ -129,10 +130,14 @@ def draw_noise(
     sigma: float | Tensor,
     samples_per_example: int,
     generator: torch.Generator | None,
+    *,
+    antithetic: bool = False,
 ) -> Tensor:
     """Draw ``sigma * t`` for ``k`` copies of each example, example-major ``(B * k, ...)``.
 
     The draw goes through ``generator`` on its own device, then moves to the input's device.
+    With ``antithetic`` (``k`` even), ``k / 2`` draws per example are made, each followed by
+    its negation.
     """
     b, k = clean.shape[0], samples_per_example
     rest = tuple(clean.shape[1:])
@@ -143,7 +148,11 @@ def draw_noise(
     # a float64 input then gets Captum's numbers. Other sigmas draw in the input's dtype.
     captum_draw = isinstance(sigma, float) and clean.dtype == torch.float64
     dtype = torch.get_default_dtype() if captum_draw else clean.dtype
-    noise = kernel.sample((b * k, *rest), generator=generator, device=device, dtype=dtype)
+    if antithetic:
+        half = kernel.sample((b * (k // 2), *rest), generator=generator, device=device, dtype=dtype)
+        noise = mirrored(half)
+    else:
+        noise = kernel.sample((b * k, *rest), generator=generator, device=device, dtype=dtype)
     if isinstance(sigma, float) or sigma.dim() == 0:
         # The same operation order as Captum (normal(0, std) == randn * std), bit for bit.
         return noise.mul_(sigma).to(device=clean.device, dtype=clean.dtype)
@@ -159,6 +168,7 @@ def noisy_copies(
     generator: torch.Generator | None,
     *,
     requires_grad: bool,
+    antithetic: bool = False,
 ) -> tuple[Tensor, ...]:
     """The ``B * k`` copies of one chunk, noised unless ``sigmas`` is None.
 
@@ -169,6 +179,7 @@ def noisy_copies(
         kernel: The noise kernel.
         generator: The generator of the draws.
         requires_grad: Mark floating-point copies as requiring gradients (gradient methods).
+        antithetic: Draw the noise in mirrored pairs ``t, -t`` of adjacent copies (``k`` even).
 
     Returns:
         One ``(B * k, ...)`` tensor per input; the inputs are never modified.
@@ -178,7 +189,7 @@ def noisy_copies(
         if sigmas is None or not x.is_floating_point():
             noisy = x.repeat_interleave(k, dim=0) if k > 1 else x.detach().clone()
         else:
-            noise = draw_noise(kernel, x, sigmas[i], k, generator)
+            noise = draw_noise(kernel, x, sigmas[i], k, generator, antithetic=antithetic)
             rest = tuple(x.shape[1:])
             noisy = (
                 noise.view((x.shape[0], k, *rest))

@@ -30,6 +30,7 @@ from .._checks import (
     resolve_generator,
 )
 from ..noise.kernels import Kernel, get_kernel
+from .antithetic import Pairing
 from .chunking import resolve_chunk_size
 from .noising import SigmaSpec, StdevsType, evaluate_sigma, is_zero, split_stdevs
 from .reducers import NT_TYPES, REDUCERS, ReducerFactory, ReducerLike, get_reducer
@@ -99,6 +100,7 @@ class LoopOptions:
     tolerance: float | None = None
     min_samples: int | None = None
     max_samples: int | None = None
+    sampling: str = "iid"
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -137,12 +139,18 @@ LOOP_OPTION_DOCS: dict[str, str] = {
     "show_progress": "Show a progress bar over the chunks.",
     "return_error": "Also return the Monte-Carlo error (a ``MonteCarloError``) as the last "
     "element of the result.",
-    "tolerance": "Sample until each example's relative error ``||SE|| / ||map||`` is at most "
-    "this, instead of a fixed count; examples stop one by one (input samples, or weight draws "
-    "under weight noise).",
+    "tolerance": "Sample until each example's relative error ``||SE|| / sqrt(||map||^2 - "
+    "||SE||^2)`` (``inf`` while the map cannot be told from its noise) is at most this, instead "
+    "of a fixed count; examples stop one by one (input samples, or weight draws under weight "
+    "noise).",
     "min_samples": "With ``tolerance``: the fewest samples (>= 2). Default: min(8, max).",
     "max_samples": "With ``tolerance``: the most samples. Default: ``nt_samples`` "
     "(``n_weight_samples`` under weight noise).",
+    "sampling": '``"iid"`` (independent draws, Captum\'s numbers) or ``"antithetic"``: input '
+    "noise in mirrored pairs ``t, -t``, weight noise as ``eta, 2 - eta`` (multiplicative) or "
+    "``e, -e`` (additive); unbiased, exact where the attribution is linear in the noise, and "
+    "the error is computed from the pairs. The paired counts (``nt_samples``, "
+    "``n_weight_samples``, ``max_samples``) must be even; chunks hold whole pairs.",
 }
 
 
@@ -189,6 +197,7 @@ class SamplingPlan:
         error_wanted: Track the error (``return_error`` or ``tolerance``).
         show_progress: Show a progress bar.
         kwargs: The inner method's keyword arguments.
+        pairing: Which draws come in antithetic pairs (``sampling``).
     """
 
     inputs: tuple[Tensor, ...]
@@ -211,6 +220,7 @@ class SamplingPlan:
     error_wanted: bool
     show_progress: bool
     kwargs: dict[str, Any] = field(default_factory=dict)
+    pairing: Pairing = field(default_factory=Pairing)
 
     @property
     def batch(self) -> int:
@@ -376,6 +386,12 @@ def make_plan(
         n_weight_samples,
         over_weight_draws=options.weight_noise is not None,
     )
+    pairing = Pairing.create(
+        options.sampling,
+        stop,
+        weight_noise=options.weight_noise is not None,
+        max_given=options.max_samples is not None,
+    )
     return SamplingPlan(
         inputs=inputs_t,
         is_tuple=_is_tuple(inputs),
@@ -383,8 +399,10 @@ def make_plan(
         sigmas=_input_sigmas(specs, inputs_t, at_layer),
         layer_sigma=specs[0] if at_layer else None,
         noise_layer=options.noise_layer,
-        chunk=resolve_chunk_size(
-            options.nt_samples_batch_size, nt_samples, inputs_t, attribution_method, kwargs
+        chunk=pairing.chunk(
+            resolve_chunk_size(
+                options.nt_samples_batch_size, nt_samples, inputs_t, attribution_method, kwargs
+            )
         ),
         stop=stop,
         weight_noise=weight_noise,
@@ -400,4 +418,5 @@ def make_plan(
         error_wanted=bool(options.return_error) or options.tolerance is not None,
         show_progress=bool(options.show_progress),
         kwargs=kwargs,
+        pairing=pairing,
     )

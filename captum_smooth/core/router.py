@@ -42,6 +42,7 @@ COMMON_OPTIONS: dict[str, Any] = {
     "tolerance": None,
     "min_samples": None,
     "max_samples": None,
+    "sampling": "iid",
 }
 
 #: Loop options of doors that draw input noise.

@@ -1,8 +1,9 @@
 """When the loop stops: after fixed sample counts, or once the Monte-Carlo error is small.
 
-With ``tolerance``, each example samples until its relative error (``||SE|| / ||map||``) is at
-most the tolerance, between ``min_samples`` and ``max_samples``; examples stop one by one. The
-count is of input samples, or of weight draws under weight noise.
+With ``tolerance``, each example samples until its relative error (``||SE||`` over the signal's
+norm, :func:`~captum_smooth.core.error_model.relative_error`; ``inf`` while the map cannot be
+told from noise) is at most the tolerance, between ``min_samples`` and ``max_samples``; examples
+stop one by one. The count is of input samples, or of weight draws under weight noise.
 """
 
 from __future__ import annotations

@@ -72,7 +72,9 @@ class SmoothTunnel(NoiseTunnel):
     * ``weight_noise`` with ``n_weight_samples`` draws (NoiseGrad / FusionGrad) and a per-sample
       ``sample_transform`` (SmoothTaylor);
     * ``return_error`` and ``tolerance``: the Monte-Carlo error of each map, and sampling until
-      it is small.
+      it is small;
+    * ``sampling="antithetic"``: input and weight noise in mirrored pairs (unbiased, exact where
+      the attribution is linear in the noise), the error computed from the pairs.
 
     After each call, :attr:`last_report` (a :class:`~captum_smooth.core.loop.SamplingReport`)
     tells how many samples each example used and how many were dropped.
@@ -130,6 +132,7 @@ class SmoothTunnel(NoiseTunnel):
         tolerance: float | None = None,
         min_samples: int | None = None,
         max_samples: int | None = None,
+        sampling: str = "iid",
         **kwargs: Any,
     ) -> Any:
         options = LoopOptions(
@@ -151,6 +154,7 @@ class SmoothTunnel(NoiseTunnel):
             tolerance=tolerance,
             min_samples=min_samples,
             max_samples=max_samples,
+            sampling=sampling,
         )
         return self.run(inputs, options, kwargs)
 

@@ -207,6 +207,22 @@ class WeightPerturber:
                 self._apply_noise(i)
 
     @critical
+    def mirror(self) -> None:
+        """Replace the current draw by its mirror image about the backed-up weights.
+
+        ``backup * eta`` becomes ``backup * (2 - eta)`` (multiplicative: the same ``N(1, s^2)``
+        law), ``backup + eps`` becomes ``backup - eps`` (additive): the second half of an
+        antithetic pair, written as ``2 * backup - current`` so that no noise is stored. A pair
+        averages to the backed-up weights up to rounding. All or nothing for signals, as
+        :meth:`perturb`.
+        """
+        self._check_active()
+        with torch.no_grad():
+            for p, backup in zip(self._params, self._backups):
+                p.neg_().add_(backup, alpha=2.0)
+        GUARD.deliver()
+
+    @critical
     def restore(self) -> None:
         """Write the clean (backed-up) weights back, staying in the session."""
         self._check_active()
