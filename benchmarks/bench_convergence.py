@@ -5,8 +5,9 @@ Run: ``python -m benchmarks.bench_convergence`` (``--quick`` for a smaller check
 * Cost of Monte-Carlo error tracking vs plain smoothing at equal samples (target <= 1.05x),
   measured side by side, interleaved, for ``smoothgrad`` (error from M2, always on) and
   ``smoothgrad_sq`` (third and fourth moments tracked on request).
-* Samples each method needs to reach a relative error (``||SE|| / ||map||``) on the embedded
-  EfficientNet-Lite0 and the bundled photos, per method and per AdaptGrad confidence level.
+* Samples each method needs to reach a relative error
+  (``||SE|| / sqrt(||map||^2 - ||SE||^2)``) on the embedded EfficientNet-Lite0 and the
+  bundled photos, per method and per AdaptGrad confidence level.
 * Relative error vs samples, as a plot (``benchmarks/results/convergence.png``).
 """
 

@@ -143,7 +143,8 @@ def _add_run_options(parser: argparse.ArgumentParser, demo: bool) -> None:
         "--tolerance",
         type=float,
         default=None,
-        help="the relative Monte-Carlo error ||SE|| / ||map|| each smoothing method samples to "
+        help="the relative Monte-Carlo error ||SE|| / sqrt(||map||^2 - ||SE||^2) (inf: the map "
+        "cannot be told from its noise) each smoothing method samples to "
         f"(default: {DEFAULT_TOLERANCE:g}); maps that miss it at the cap are warned about and "
         "marked *",
     )

@@ -164,7 +164,8 @@ class MethodSpec:
             tolerance: For the smoothing methods: sample until the relative Monte-Carlo error of
                 the map is at most this, with ``samples`` as the budget's maximum.
             report: If given, filled for the smoothing methods with ``mc_error`` (the map's
-                relative Monte-Carlo error ``||SE|| / ||map||``, mean over examples),
+                relative Monte-Carlo error ``||SE|| / sqrt(||map||^2 - ||SE||^2)``, mean over
+                examples: inf when a map cannot be told from its noise),
                 ``samples_used`` (samples averaged: weight draws for NoiseGrad and FusionGrad),
                 ``gradients_used`` (gradient evaluations averaged) and, under a tolerance,
                 ``tolerance_reached`` (1.0 or 0.0).

@@ -73,9 +73,15 @@ _LEGEND = (
 )
 
 
-def finite(value: float) -> float | None:
-    """``value`` rounded to 6 digits, or None (JSON null) when it is not finite."""
-    return round(float(value), 6) if math.isfinite(value) else None
+def finite(value: float) -> float | str | None:
+    """``value`` rounded to 6 digits for JSON: ``"inf"`` / ``"-inf"`` for an infinite value (an
+    infinite Monte-Carlo error says the map cannot be told from its noise; JSON has no
+    infinity), None (null) for NaN."""
+    if math.isnan(value):
+        return None
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return round(float(value), 6)
 
 
 @dataclass
@@ -165,7 +171,7 @@ def _cell(entry: dict[str, Any], key: str) -> str:
     if value is None:
         return "-"
     mark = "*" if key == "mc_error" and entry.get("tolerance_missed") else ""
-    return f"{value:.4f}{mark}"
+    return f"{value}{mark}" if isinstance(value, str) else f"{value:.4f}{mark}"
 
 
 def _table_lines(summary: list[dict[str, Any]]) -> list[str]:

@@ -51,6 +51,7 @@ from ..noise import RangeShareSigma, WeightNoise
 from .errors import CLIError
 from .methods import TextRecipe, text_methods
 from .options import add_option, add_renamed
+from .report import finite
 
 __all__ = [
     "DEFAULT_SETTINGS",
@@ -375,7 +376,8 @@ def write_text_outputs(rows: list[TokenRow], meta: dict[str, Any], out: Path) ->
     paths = [out / f"text_attributions.{ext}" for ext in ("html", "png", "json", "csv")]
     paths[0].write_text(_html(rows, title), "utf-8")
     _png(rows, title, paths[1])
-    report = {**meta, "methods": [asdict(r) for r in rows]}
+    methods = [{**asdict(r), "relative_error": finite(r.relative_error)} for r in rows]
+    report = {**meta, "methods": methods}
     paths[2].write_text(json.dumps(report, indent=2) + "\n", "utf-8")
     paths[3].write_text(_csv(rows), "utf-8")
     return paths
