@@ -61,7 +61,7 @@ does). The rest of captum-smooth never imports this module.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 try:
     from inseq.attr.feat.gradient_attribution import (
@@ -211,7 +211,7 @@ def smooth_method(inseq_class: Any) -> type:
     """
     if not (isinstance(inseq_class, type) and issubclass(inseq_class, GradientAttributionRegistry)):
         raise TypeError(f"expected an inseq gradient attribution class, got {inseq_class!r}")
-    name = f"smooth_{inseq_class.method_name}"
+    name = f"smooth_{cast(Any, inseq_class).method_name}"
     if name not in SMOOTHED_METHODS:
         SMOOTHED_METHODS[name] = type(
             f"Smooth{inseq_class.__name__}",
