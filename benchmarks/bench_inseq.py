@@ -28,37 +28,10 @@ import torch
 
 from benchmarks._harness import PAIRED_RATIO_NOTE, environment, markdown_table, paired_ratio
 
-WORDS = [
-    "the",
-    "a",
-    "quick",
-    "brown",
-    "fox",
-    "jumps",
-    "over",
-    "lazy",
-    "dog",
-    "near",
-    "river",
-    "bank",
-    "and",
-    "then",
-    "sleeps",
-    "runs",
-    "le",
-    "renard",
-    "brun",
-    "saute",
-    "sur",
-    "chien",
-    "pres",
-    "de",
-    "la",
-    "riviere",
-]
 PROMPT = "the quick brown fox jumps over the lazy dog near the river bank"
 CONTINUATION = " and then sleeps near the bank"
 TRANSLATION = "le renard brun saute sur le chien pres de la riviere"
+WORDS = [*PROMPT.split(), *CONTINUATION.split(), *TRANSLATION.split()]
 
 
 def _available() -> bool:
