@@ -130,14 +130,17 @@ class _SmoothedAttribution:
         return self.attribution_model
 
     def get_attribution_args(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The preset's keywords (loop options) and the inner Captum method's own keywords."""
+        """The preset's keywords (loop options), the inner Captum method's own keywords, and the
+        loop options the preset refuses with a pointer (``nt_samples`` for NoiseGrad): passed on
+        so that the preset's error says what to use instead, not dropped by inseq."""
         own, rest = extract_signature_args(
             kwargs, self.method.attribute, self.ignore_extra_args, return_remaining=True
         )
         inner, rest = extract_signature_args(
             rest, self.inner_method.attribute, self.ignore_extra_args, return_remaining=True
         )
-        return {**own, **inner}, rest
+        refused = {key: rest.pop(key) for key in list(rest) if key in self.method.pointers}
+        return {**own, **inner, **refused}, rest
 
     def attribute_step(
         self, attribute_fn_main_args: dict[str, Any], attribution_args: dict[str, Any] | None = None

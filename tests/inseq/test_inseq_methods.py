@@ -16,8 +16,8 @@ from model_state import assert_identical, snapshot  # noqa: E402
 
 TEXT = "the cat sat on"
 GEN = {"generation_args": {"max_new_tokens": 2, "do_sample": False}, "show_progress": False}
-# Cheap settings per method (inseq passes them to the method's attribute).
-FAST = {"nt_samples": 2, "n_weight_samples": 2, "n_steps": 3, "n_samples": 2}
+# Cheap settings (inseq passes them to the method's attribute).
+INNER_FAST = {"integrated_gradients": {"n_steps": 3}, "gradient_shap": {"n_samples": 2}}
 SMOOTHED = ["smoothgrad", "noisegrad", "fusiongrad"] + [
     f"smooth_{name}"
     for name in [
@@ -34,6 +34,14 @@ def attribute(model: Any, method: str, **kwargs: Any) -> Any:
     return model.attribute(
         TEXT, method=method, attribute_target=_is_enc_dec(model), **GEN, **kwargs
     )
+
+
+def fast(method: str) -> dict[str, Any]:
+    """Few samples; the inner method's own cheap settings."""
+    if method == "noisegrad":
+        return {"n_weight_samples": 2}
+    counts = {"nt_samples": 2, **({"n_weight_samples": 2} if method == "fusiongrad" else {})}
+    return {**counts, **INNER_FAST.get(method.removeprefix("smooth_"), {})}
 
 
 def _is_enc_dec(model: Any) -> bool:
@@ -64,7 +72,7 @@ def test_registered() -> None:
 def test_runs_and_restores_the_model(inseq_model: Any, method: str) -> None:
     before = snapshot(inseq_model.model)
     plain = attribute(inseq_model, "saliency")
-    out = attribute(inseq_model, method, generator=0, **FAST)
+    out = attribute(inseq_model, method, generator=0, **fast(method))
     assert_identical(before, inseq_model.model)
     for x, y in zip(scores(out), scores(plain), strict=True):
         assert x.shape == y.shape
@@ -74,9 +82,9 @@ def test_runs_and_restores_the_model(inseq_model: Any, method: str) -> None:
 
 @pytest.mark.parametrize("method", ["smoothgrad", "fusiongrad", "smooth_integrated_gradients"])
 def test_seed_reproduces(inseq_model: Any, method: str) -> None:
-    a = attribute(inseq_model, method, generator=0, **FAST)
-    b = attribute(inseq_model, method, generator=0, **FAST)
-    c = attribute(inseq_model, method, generator=1, **FAST)
+    a = attribute(inseq_model, method, generator=0, **fast(method))
+    b = attribute(inseq_model, method, generator=0, **fast(method))
+    c = attribute(inseq_model, method, generator=1, **fast(method))
     assert_same(a, b)
     with pytest.raises(AssertionError):
         assert_same(a, c)
@@ -138,8 +146,14 @@ def test_return_error_is_refused(inseq_model: Any) -> None:
         attribute(inseq_model, "smoothgrad", nt_samples=2, return_error=True)
 
 
+def test_an_option_the_method_does_not_take_is_an_error_with_a_pointer(inseq_model: Any) -> None:
+    # Not dropped by inseq as an unused argument: the preset's own message says what to use.
+    with pytest.raises(ValueError, match="n_weight_samples"):
+        attribute(inseq_model, "noisegrad", nt_samples=4)
+
+
 def test_aggregation_show_and_html(inseq_model: Any) -> None:
-    out = attribute(inseq_model, "fusiongrad", generator=0, **FAST)
+    out = attribute(inseq_model, "fusiongrad", generator=0, **fast("fusiongrad"))
     agg = out.aggregate()
     seq = agg.sequence_attributions[0]
     main = seq.source_attributions if _is_enc_dec(inseq_model) else seq.target_attributions
