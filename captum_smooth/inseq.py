@@ -20,6 +20,9 @@ at the token embeddings. Importing this module registers, in inseq's own registr
   ``smooth_gradient_shap``, ``smooth_deeplift``, ``smooth_sequential_integrated_gradients``):
   that method's own Captum attribution, built as inseq builds it, inside SmoothGrad. A gradient
   method registered later (by a user or a plugin) is smoothed with :func:`smooth_method`.
+  (inseq 0.7.1's own ``sequential_integrated_gradients`` fails under transformers 5 on our test
+  models, "One of the differentiated Tensors does not require grad", and so does its smoothed
+  version: it is registered for the versions where inseq's method works, and left untested.)
 
 Each registered method keeps inseq's class (a subclass of the method it smooths: hooks, baselines
 and output formats are inseq's) and replaces only its Captum ``self.method`` with one of our

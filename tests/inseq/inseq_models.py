@@ -68,3 +68,12 @@ def make_t5(seed: int = 0) -> Any:
         decoder_start_token_id=0,
     )
     return transformers.T5ForConditionalGeneration(config).eval()
+
+
+def load(kind: str) -> Any:
+    """The inseq model of ``kind`` ("gpt2" or "t5"), default method ``saliency``."""
+    import inseq
+
+    if kind == "gpt2":
+        return inseq.load_model(make_gpt2(), "saliency", tokenizer=make_tokenizer())
+    return inseq.load_model(make_t5(), "saliency", tokenizer=make_tokenizer(append_eos=True))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import inseq_models  # noqa: F401  -- the torchvision shim before transformers; skips without it
+import inseq_models  # the torchvision shim before transformers; skips without it
 import pytest
 import torch
 
@@ -78,6 +78,20 @@ def test_runs_and_restores_the_model(inseq_model: Any, method: str) -> None:
         assert x.shape == y.shape
         assert torch.isfinite(x).sum() == torch.isfinite(y).sum() > 0
     assert out.info["attribution_method"] == method
+
+
+def test_source_only_on_the_encoder_decoder() -> None:
+    model = inseq_models.load("t5")
+    plain = model.attribute(TEXT, **GEN)
+    zero = model.attribute(TEXT, method="smoothgrad", stdevs=0.0, nt_samples=1, **GEN)
+    noisy = model.attribute(TEXT, method="smoothgrad", nt_samples=2, generator=0, **GEN)
+    assert out_target_is_none(plain) and out_target_is_none(noisy)
+    assert_same(zero, plain)
+    assert scores(noisy)[0].shape == scores(plain)[0].shape
+
+
+def out_target_is_none(out: Any) -> bool:
+    return out.sequence_attributions[0].target_attributions is None
 
 
 @pytest.mark.parametrize("method", ["smoothgrad", "fusiongrad", "smooth_integrated_gradients"])
