@@ -54,8 +54,9 @@ Not registered:
 * ``return_error=True``: inseq's step outputs have no slot for a per-element Monte-Carlo error;
   it is refused with a message (use :class:`~captum_smooth.SmoothLLMGradientAttribution` for it).
 
-Per generation step inseq calls the method once; with an integer ``generator`` every step uses
-the same seed (reproducible runs), with a ``torch.Generator`` the draws continue across steps.
+Per generation step inseq calls the method once. An integer ``generator`` seeds step ``k`` of a
+call with ``derive_seed(generator, k)``: independent noise per step, the same result for the
+same seed; a ``torch.Generator``'s draws continue across steps (and calls).
 
 Requires inseq (``pip install "captum-smooth[inseq]"``; on Linux its wheel declares CUDA 11
 libraries: ``pip install --no-deps inseq==0.7.1`` plus its small runtime needs, as ``make setup``
@@ -79,6 +80,7 @@ except ImportError as error:  # pragma: no cover - exercised only without inseq
         "matplotlib; its wheel declares CUDA libraries)"
     ) from error
 
+from .core.random_state import derive_seed
 from .methods import FusionGrad, NoiseGrad, SmoothGrad
 from .methods._preset import SmoothingPreset
 from .noise import RangeShareSigma
@@ -127,6 +129,7 @@ class _SmoothedAttribution:
             )
         self.inner_method = self.method
         self.method = self.preset(self.preset_model(), self.inner_method)
+        self._step = 0
 
     def preset_model(self) -> Any:
         """What the preset is built on (its weights for NoiseGrad): the wrapped model."""
@@ -156,7 +159,18 @@ class _SmoothedAttribution:
             )
         for key, value in self.defaults(args).items():
             args.setdefault(key, value)
+        seed = args.get("generator")
+        if isinstance(seed, int) and not isinstance(seed, bool):
+            # One seed per generation step, derived from the user's: independent noise per
+            # step, the same run for the same seed.
+            args["generator"] = derive_seed(seed, self._step)
+        self._step += 1
         return super().attribute_step(attribute_fn_main_args, args)  # type: ignore[misc]
+
+    def prepare_and_attribute(self, *args: Any, **kwargs: Any) -> Any:
+        """inseq's attribution of a call; the step count restarts (see :meth:`attribute_step`)."""
+        self._step = 0
+        return super().prepare_and_attribute(*args, **kwargs)  # type: ignore[misc]
 
     def defaults(self, args: dict[str, Any]) -> dict[str, Any]:
         """Per-call defaults given the user's arguments ``args``."""

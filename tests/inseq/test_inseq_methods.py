@@ -185,3 +185,25 @@ def test_smooth_method_is_idempotent_and_checked() -> None:
     assert issubclass(cls, SaliencyAttribution)
     with pytest.raises(TypeError):
         cs_inseq.smooth_method(object)
+
+
+def test_an_int_seed_gives_each_step_its_own_seed(
+    inseq_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from captum_smooth.core.random_state import derive_seed
+    from captum_smooth.core.tunnel import SmoothTunnel
+
+    seen: list[Any] = []
+    run = SmoothTunnel.run
+
+    def spy(self: Any, inputs: Any, options: Any, kwargs: Any) -> Any:
+        seen.append(options.generator)
+        return run(self, inputs, options, kwargs)
+
+    monkeypatch.setattr(SmoothTunnel, "run", spy)
+    attribute(inseq_model, "smoothgrad", nt_samples=2, generator=5)
+    assert seen == [derive_seed(5, k) for k in range(len(seen))] and len(seen) >= 2
+    seen.clear()
+    gen = torch.Generator().manual_seed(5)
+    attribute(inseq_model, "smoothgrad", nt_samples=2, generator=gen)
+    assert seen and all(g is gen for g in seen)
