@@ -58,9 +58,14 @@ Per generation step inseq calls the method once. An integer ``generator`` seeds 
 call with ``derive_seed(generator, k)``: independent noise per step, the same result for the
 same seed; a ``torch.Generator``'s draws continue across steps (and calls).
 
-Requires inseq (``pip install "captum-smooth[inseq]"``; on Linux its wheel declares CUDA 11
-libraries: ``pip install --no-deps inseq==0.7.1`` plus its small runtime needs, as ``make setup``
-does). The rest of captum-smooth never imports this module.
+Requires inseq: ``pip install "captum-smooth[inseq]"``. The tested set (``make setup``,
+``ci/constraints.txt``) is ``pip install --no-deps inseq==0.7.1`` plus its small runtime needs
+(jaxtyping, treescope, ``typeguard<=2.13.3``, rich, matplotlib): inseq's wheel also declares
+CUDA 11 libraries (under a ``sys_platform == "Linux"`` marker, which Python's ``"linux"`` does not
+match) and web-security pins (aiohttp, authlib, tornado, ...) that it does not import. With the
+CUDA build of torchvision from PyPI next to a CPU torch, import torchvision through
+``captum_smooth.app.models._torchvision.import_torchvision()`` first (transformers imports it).
+The rest of captum-smooth never imports this module.
 """
 
 from __future__ import annotations
@@ -75,9 +80,9 @@ try:
     from inseq.utils import extract_signature_args
 except ImportError as error:  # pragma: no cover - exercised only without inseq
     raise ImportError(
-        "captum_smooth.inseq needs inseq: pip install 'captum-smooth[inseq]' (on Linux: pip "
-        "install --no-deps inseq==0.7.1 plus rich, jaxtyping, typeguard<=2.13.3, treescope, "
-        "matplotlib; its wheel declares CUDA libraries)"
+        "captum_smooth.inseq needs inseq: pip install 'captum-smooth[inseq]' (the tested set: "
+        "pip install --no-deps inseq==0.7.1 jaxtyping wadler-lindig treescope "
+        "'typeguard<=2.13.3', with rich and matplotlib)"
     ) from error
 
 from .core.random_state import derive_seed
