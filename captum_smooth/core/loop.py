@@ -26,6 +26,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .._warnings import warn
+from .counter_noise import CounterStream
 from .error_model import ErrorTracking, MonteCarloError
 from .expansion import expand_kwargs, select_examples, select_kwargs
 from .layer_noise import LayerNoise
@@ -111,6 +112,17 @@ def call_inner(
     return _format_tensor_into_tuples(out), _is_tuple(out), delta
 
 
+def _counter_stream(plan: SamplingPlan) -> CounterStream | None:
+    """The counter-based input noise of a call with a generator (same seed, same map).
+
+    None without a generator (torch's global stream, Captum's order) and for a kernel that
+    indexes its own draws (common random numbers: ``restart``).
+    """
+    if plan.generator is None or callable(getattr(plan.kernel, "restart", None)):
+        return None
+    return CounterStream(plan.generator, plan.batch)
+
+
 def _check_mirror(perturber: Any, plan: SamplingPlan) -> None:
     """Refuse antithetic weight noise from a component that cannot mirror its draws."""
     if plan.pairing.weights and not callable(getattr(perturber, "mirror", None)):
@@ -161,6 +173,7 @@ class SamplingLoop:
         self.deltas: list[Tensor] = []
         self.n_calls = 0
         self.is_attr_tuple = plan.is_tuple
+        self.stream = _counter_stream(plan)
         self._expanded: dict[int, dict[str, Any]] = {}
         self.layer: Any = (
             LayerNoise(
@@ -243,10 +256,14 @@ class SamplingLoop:
             plan.generator,
             requires_grad=self.requires_grad,
             antithetic=paired,
+            stream=self.stream,
+            rows=rows,
         )
         expanded = self._expand(inputs, kwargs, k)
         attrs, self.is_attr_tuple, delta = self._call_inner(noisy, expanded)
         self.layer.check()
+        if noised and self.stream is not None:
+            self.stream.advance(k // 2 if paired else k)
         self.n_calls += 1
         if plan.transform is not None:
             attrs = tuple(plan.transform(inputs, noisy, attrs, k))
@@ -285,6 +302,8 @@ class SamplingLoop:
             k,
             self.plan.generator,
             antithetic=self.plan.pairing.inputs,
+            stream=self.stream,
+            rows=self.active,
         )
 
     def _subset(self) -> tuple[tuple[Tensor, ...], dict[str, Any], Any]:

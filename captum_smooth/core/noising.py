@@ -23,6 +23,7 @@ from torch import Tensor
 from ..noise.kernels import Kernel
 from ..noise.sigma import SigmaRule
 from .antithetic import mirrored
+from .counter_noise import CounterStream
 
 __all__ = ["SigmaSpec", "StdevsType", "draw_noise", "evaluate_sigma", "noisy_copies"]
 
@@ -132,12 +133,17 @@ def draw_noise(
     generator: torch.Generator | None,
     *,
     antithetic: bool = False,
+    stream: CounterStream | None = None,
+    rows: Tensor | None = None,
+    tensor_index: int = 0,
 ) -> Tensor:
     """Draw ``sigma * t`` for ``k`` copies of each example, example-major ``(B * k, ...)``.
 
     The draw goes through ``generator`` on its own device, then moves to the input's device.
     With ``antithetic`` (``k`` even), ``k / 2`` draws per example are made, each followed by
-    its negation.
+    its negation. With a counter-based ``stream`` the draws are those of the examples ``rows``
+    (None: all) at the stream's position, for noised tensor ``tensor_index``, whatever the
+    chunk layout (:mod:`~captum_smooth.core.counter_noise`).
     """
     b, k = clean.shape[0], samples_per_example
     rest = tuple(clean.shape[1:])
@@ -148,11 +154,13 @@ def draw_noise(
     # a float64 input then gets Captum's numbers. Other sigmas draw in the input's dtype.
     captum_draw = isinstance(sigma, float) and clean.dtype == torch.float64
     dtype = torch.get_default_dtype() if captum_draw else clean.dtype
-    if antithetic:
-        half = kernel.sample((b * (k // 2), *rest), generator=generator, device=device, dtype=dtype)
-        noise = mirrored(half)
+    n = k // 2 if antithetic else k
+    if stream is not None:
+        noise = stream.draw(kernel, rest, n, rows, tensor_index, dtype=dtype)
     else:
-        noise = kernel.sample((b * k, *rest), generator=generator, device=device, dtype=dtype)
+        noise = kernel.sample((b * n, *rest), generator=generator, device=device, dtype=dtype)
+    if antithetic:
+        noise = mirrored(noise)
     if isinstance(sigma, float) or sigma.dim() == 0:
         # The same operation order as Captum (normal(0, std) == randn * std), bit for bit.
         return noise.mul_(sigma).to(device=clean.device, dtype=clean.dtype)
@@ -169,6 +177,8 @@ def noisy_copies(
     *,
     requires_grad: bool,
     antithetic: bool = False,
+    stream: CounterStream | None = None,
+    rows: Tensor | None = None,
 ) -> tuple[Tensor, ...]:
     """The ``B * k`` copies of one chunk, noised unless ``sigmas`` is None.
 
@@ -180,6 +190,8 @@ def noisy_copies(
         generator: The generator of the draws.
         requires_grad: Mark floating-point copies as requiring gradients (gradient methods).
         antithetic: Draw the noise in mirrored pairs ``t, -t`` of adjacent copies (``k`` even).
+        stream: A counter-based stream to draw from instead of ``generator``.
+        rows: With ``stream``, the examples of the chunk in the full batch (None: all).
 
     Returns:
         One ``(B * k, ...)`` tensor per input; the inputs are never modified.
@@ -189,7 +201,17 @@ def noisy_copies(
         if sigmas is None or not x.is_floating_point():
             noisy = x.repeat_interleave(k, dim=0) if k > 1 else x.detach().clone()
         else:
-            noise = draw_noise(kernel, x, sigmas[i], k, generator, antithetic=antithetic)
+            noise = draw_noise(
+                kernel,
+                x,
+                sigmas[i],
+                k,
+                generator,
+                antithetic=antithetic,
+                stream=stream,
+                rows=rows,
+                tensor_index=i,
+            )
             rest = tuple(x.shape[1:])
             noisy = (
                 noise.view((x.shape[0], k, *rest))

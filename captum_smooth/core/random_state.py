@@ -28,7 +28,7 @@ import torch
 
 from .._checks import seed_from
 
-__all__ = ["derive_seed", "seeded_global_states"]
+__all__ = ["derive_seed", "peek_seed", "seeded_global_states"]
 
 
 #: Seeds are reduced modulo 2**64, as ``torch.Generator.manual_seed`` reads them.
@@ -140,7 +140,7 @@ def seeded_global_states(generator: torch.Generator | None) -> Iterator[None]:
     start = generator.get_state()
     saved = _save(device)
     try:
-        _seed(_peek_seed(generator), device)
+        _seed(peek_seed(generator), device)
         yield
     finally:
         _restore(saved, device)
@@ -150,7 +150,7 @@ def seeded_global_states(generator: torch.Generator | None) -> Iterator[None]:
             seed_from(generator)
 
 
-def _peek_seed(generator: torch.Generator) -> int:
+def peek_seed(generator: torch.Generator) -> int:
     """The seed :func:`seed_from` would draw, read from a copy: the generator does not move.
 
     The loop's own noise is then the generator's stream from where the caller left it (draws
