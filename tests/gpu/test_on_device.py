@@ -29,6 +29,7 @@ from captum_smooth import (
     reducer_names,
 )
 from captum_smooth.core import chunking
+from captum_smooth.core.counter_noise import CounterStream
 from captum_smooth.core.reducers import NT_TYPES
 from captum_smooth.dataset import batch_seed
 
@@ -118,7 +119,10 @@ def test_device_draw_happens_on_the_generators_device(device, kernel: str, on: s
         x, nt_samples=1, stdevs=0.5, kernel=kernel, generator=_gen(gen_device, 3), target=0,
         abs=False,
     )  # fmt: skip
-    t = get_kernel(kernel).sample(x.shape, generator=_gen(gen_device, 3), device=gen_device)
+    # With a generator the noise is counter-based (same seed, same map on any chunk layout):
+    # sample 0 of input 0 of the call, replayed from the same seed, on the generator's device.
+    stream = CounterStream(_gen(gen_device, 3), batch=x.shape[0])
+    t = stream.draw(get_kernel(kernel), tuple(x.shape[1:]), 1, None, dtype=torch.float32)
     assert t.device.type == gen_device.type
     torch.testing.assert_close(got, t.to(device).mul_(0.5).add_(x), rtol=0, atol=1e-6)
 
@@ -198,13 +202,12 @@ def test_device_weight_noise_restores_after_an_exception_mid_call(device) -> Non
 # ------------------------------------------------------------------ reducers and errors
 
 
-def _replayed_samples(x: Tensor, chunks: list[int], sigma: float, seed: int) -> Tensor:
-    """The per-sample attributions of HalfSquare: the noisy copies, drawn chunk by chunk."""
-    gen, out = _gen(x.device, seed), []
-    for k in chunks:
-        t = torch.randn((x.shape[0] * k, *x.shape[1:]), generator=gen, device=x.device)
-        out.append(t.mul_(sigma).view(x.shape[0], k, *x.shape[1:]).add_(x.unsqueeze(1)))
-    return torch.cat(out, dim=1)
+def _replayed_samples(x: Tensor, n: int, sigma: float, seed: int) -> Tensor:
+    """The per-sample attributions of HalfSquare: the noisy copies, replayed from the call's
+    counter-based stream (the chunk layout does not enter)."""
+    stream = CounterStream(_gen(x.device, seed), batch=x.shape[0])
+    t = stream.draw(get_kernel("gaussian"), tuple(x.shape[1:]), n, None, dtype=x.dtype)
+    return t.mul_(sigma).view(x.shape[0], n, *x.shape[1:]).add_(x.unsqueeze(1))
 
 
 _EXPECTED = {
@@ -222,7 +225,7 @@ def test_device_streaming_reducers_match_the_replayed_draws(device, nt_type: str
         x, nt_type=nt_type, nt_samples=5, nt_samples_batch_size=2, stdevs=0.3,
         generator=_gen(device, 4), target=0, abs=False, return_error=True,
     )  # fmt: skip
-    samples = _replayed_samples(x, [2, 2, 1], 0.3, seed=4)
+    samples = _replayed_samples(x, 5, 0.3, seed=4)
     torch.testing.assert_close(got, _EXPECTED[nt_type](samples), rtol=1e-5, atol=1e-6)
     assert error.relative_error.shape == (2,) and error.n_samples.tolist() == [5, 5]
     if nt_type == "smoothgrad":
