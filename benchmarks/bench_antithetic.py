@@ -185,7 +185,9 @@ def _bootstrap(
             errors[s] = float((spread / signal).mean()) * scale[s]
         if errors["iid"] > 0:  # a resample of one repeated estimate has no spread
             ratios.append(errors["antithetic"] / errors["iid"])
-    ordered = torch.tensor(ratios, dtype=torch.float64).quantile(torch.tensor([0.05, 0.95], dtype=torch.float64))
+    ordered = torch.tensor(ratios, dtype=torch.float64).quantile(
+        torch.tensor([0.05, 0.95], dtype=torch.float64)
+    )
     return [float(v) for v in ordered]
 
 
