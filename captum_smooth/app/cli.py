@@ -160,8 +160,8 @@ def _add_run_options(parser: argparse.ArgumentParser, demo: bool) -> None:
     add_option(
         parser,
         "--sampling",
-        default_note="each method's choice of benchmarks/bench_antithetic.py (antithetic where "
-        "it was not worse)"
+        default_note="antithetic for smoothgrad, noisegrad and fusiongrad, iid for the others: "
+        "benchmarks/bench_antithetic.py's verdict per method"
         if demo
         else "iid",
     )
