@@ -157,6 +157,14 @@ def _add_run_options(parser: argparse.ArgumentParser, demo: bool) -> None:
     )
     add_option(parser, "--seed")
     add_option(parser, "--kernel")
+    add_option(
+        parser,
+        "--sampling",
+        default_note="antithetic for smoothgrad, noisegrad and fusiongrad, iid for the others: "
+        "benchmarks/bench_antithetic.py's verdict per method"
+        if demo
+        else "iid",
+    )
     parser.add_argument(
         "--sign",
         action="store_true",
@@ -323,6 +331,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         max_samples=args.max_samples,
         sign=args.sign,
         weight_noise=args.weight_noise,
+        sampling=args.sampling,
     )
 
 

@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 
 from ..dataset.explain import explain_dataset
 from ..dataset.store import StoreError
+from .method_spec import MethodSpec, gradient_count
 from .methods import cli_method, get_method, resolve_kernel
 from .options import add_option
 
@@ -167,6 +168,7 @@ def add_explain_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="gradient evaluations per example of the sampling methods (default: 20)",
     )
     add_option(p, "--kernel")
+    add_option(p, "--sampling", default_note="iid; antithetic is part of the store's settings")
     add_option(
         p,
         "--weight-noise",
@@ -257,7 +259,27 @@ def _method(args: argparse.Namespace, model: nn.Module) -> tuple[Any, dict[str, 
         if not spec.uses_kernel:
             raise ValueError(f"--kernel {kernel} has no effect on --method {spec.name}")
         kwargs["kernel"] = resolve_kernel(kernel)
-    return spec.cls(model), kwargs
+    return spec.cls(model), _sampled(spec, kwargs, getattr(args, "sampling", None))
+
+
+def _sampled(spec: MethodSpec, kwargs: dict[str, Any], sampling: str | None) -> dict[str, Any]:
+    """``kwargs`` under ``--sampling`` (the counts it pairs rounded up to even, said on stderr).
+
+    ``iid`` (the default) adds nothing, so the settings of earlier stores stay the same; an
+    antithetic run's ``sampling`` is in its kwargs and so in the store's settings fingerprint.
+    """
+    if sampling is None or sampling == "iid":
+        return kwargs
+    if not spec.samples_noise:
+        raise ValueError(f"--sampling {sampling} has no effect on --method {spec.name}")
+    paired = spec.sampled(kwargs, sampling)
+    if gradient_count(paired) != gradient_count(kwargs):
+        print(
+            f"explain-dataset: antithetic pairs need even counts: {gradient_count(kwargs)} -> "
+            f"{gradient_count(paired)} gradients per example",
+            file=sys.stderr,
+        )
+    return paired
 
 
 def _init_distributed() -> bool:

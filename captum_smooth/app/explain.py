@@ -68,6 +68,16 @@ class Settings:
     max_samples: int | None = None
     sign: bool = False
     weight_noise: float | None = None
+    #: ``--sampling`` (None: ``"iid"``; the demo: each method's :attr:`MethodSpec.sampling`).
+    sampling: str | None = None
+
+
+def sampling_of(settings: Settings, spec: MethodSpec) -> str:
+    """The sampling ``spec`` runs with: ``--sampling``, else the demo's per-method choice (the
+    antithetic benchmark's verdict, :attr:`MethodSpec.sampling`), else ``"iid"``."""
+    if settings.sampling is not None:
+        return settings.sampling
+    return spec.sampling if settings.command == "demo" else "iid"
 
 
 def is_smoothing(spec: MethodSpec) -> bool:
@@ -188,6 +198,8 @@ def _check_effect(settings: Settings, specs: list[MethodSpec]) -> None:
         )
     if settings.tolerance is not None and not any(is_smoothing(s) for s in specs):
         raise CLIError(f"--tolerance changes none of the methods run ({names}): none samples")
+    if settings.sampling == "antithetic" and not any(is_smoothing(s) for s in specs):
+        raise CLIError(f"--sampling antithetic changes none of the methods run ({names})")
 
 
 def _has_weight_noise(spec: MethodSpec) -> bool:
@@ -270,6 +282,7 @@ def _call(
         kernel=settings.kernel,
         magnitude=not settings.sign,
         weight_noise=inputs.weight_noise,
+        sampling=sampling_of(settings, spec),
         **extra,
     )
 
@@ -299,7 +312,8 @@ def _explain_one(
         raise RuntimeError(f"{spec.label} failed on {inputs.names[i]}: {short(exc)}") from exc
     seconds = time.perf_counter() - start
     used = sampling.get("gradients_used")
-    evaluations = spec.evaluations(plan.of(spec)) if used is None else round(used)
+    fixed = spec.gradients(plan.of(spec), sampling_of(settings, spec))
+    evaluations = fixed if used is None else round(used)
     target = inputs.targets[i]
     row = Row(
         inputs.names[i],
@@ -450,11 +464,12 @@ def _report(
         "kernel": settings.kernel,
         "convention": "signed" if settings.sign else "magnitude",
         "weight_noise": inputs.weight_noise_choice,
+        "noise_sampling": {s.name: sampling_of(settings, s) for s in specs if is_smoothing(s)},
         "image_size": settings.size,
         "auc_steps": settings.auc_steps,
         "versions": versions(),
         "images": _image_info(settings, inputs),
-        "methods": [_method_info(s, inputs) for s in specs],
+        "methods": [_method_info(s, inputs, sampling_of(settings, s)) for s in specs],
         "results": [r.as_dict() for r in rows],
         "summary": summarise(rows),
         "warnings": notes,
@@ -463,16 +478,16 @@ def _report(
     }
 
 
-def _method_info(spec: MethodSpec, inputs: _Inputs) -> dict[str, Any]:
+def _method_info(spec: MethodSpec, inputs: _Inputs, sampling: str) -> dict[str, Any]:
     plan = inputs.budget
-    settings = spec.settings(plan.of(spec))
+    settings = spec.settings(plan.of(spec), sampling)
     if "weight_stdev" in settings and inputs.weight_noise is not None:
         settings["weight_stdev"] = inputs.weight_noise
     return {
         "name": spec.name,
         "label": spec.label,
         "summary": spec.summary,
-        "gradient_evaluations": spec.evaluations(plan.of(spec)),
+        "gradient_evaluations": spec.gradients(plan.of(spec), sampling),
         "tolerance": plan.tolerance_of(spec),
         "convention": "signed" if spec.signed_only else "magnitude or signed (--sign)",
         "settings": settings,
@@ -553,6 +568,7 @@ def run(settings: Settings) -> int:
     inputs = _load_inputs(settings, plan)
     notes = list(inputs.loaded.warnings)
     notes += _choose_weight_noise(settings, specs, inputs)
+    _say_sampling(settings, specs, plan)
     # ---- compute (nothing written yet)
     torch.manual_seed(settings.seed)
     attributions, rows = _run_methods(specs, settings, inputs)
@@ -563,6 +579,28 @@ def run(settings: Settings) -> int:
     # ---- report
     _write(settings, inputs, specs, attributions, rows, notes)
     return 0
+
+
+def _say_sampling(settings: Settings, specs: list[MethodSpec], plan: Budget) -> None:
+    """Print which methods draw antithetic pairs, and the counts that rounded up to even."""
+    paired = [s for s in specs if is_smoothing(s) and sampling_of(settings, s) == "antithetic"]
+    if not paired:
+        return
+    chosen = (
+        "--sampling antithetic"
+        if settings.sampling
+        else "the demo's choice where benchmarks/bench_antithetic.py measured it not worse "
+        "than i.i.d.; --sampling iid turns it off"
+    )
+    line = f"note: antithetic sampling ({chosen}) for {', '.join(s.name for s in paired)}"
+    rounded = [
+        f"{s.name} {s.gradients(plan.samples)} -> {s.gradients(plan.samples, 'antithetic')}"
+        for s in paired
+        if s.gradients(plan.samples, "antithetic") != s.gradients(plan.samples)
+    ]
+    if rounded and plan.tolerance is None:
+        line += "; pairs need even counts, gradients per image rounded up: " + ", ".join(rounded)
+    print(line, file=sys.stderr)
 
 
 def _choose_weight_noise(settings: Settings, specs: list[MethodSpec], inputs: _Inputs) -> list[str]:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..core.antithetic import SAMPLING_MODES
 from .methods import kernel_cli_names
 
 __all__ = ["SHARED_OPTIONS", "add_option", "add_renamed"]
@@ -41,6 +42,14 @@ SHARED_OPTIONS: dict[str, dict[str, Any]] = {
         "metavar": "L",
         "help": "input-noise sigma, as a share of the input's range, of the methods that take "
         "it ({default})",
+    },
+    "--sampling": {
+        "choices": SAMPLING_MODES,
+        "default": None,
+        "help": "how the smoothing methods draw their noise: iid (independent draws, Captum's "
+        "numbers) or antithetic (input noise in mirrored pairs t, -t, weight noise eta, 2 - eta: "
+        "unbiased, its error from the pairs; counts it pairs are rounded up to even) "
+        "({default})",
     },
     "--size": {"type": int, "default": 224, "help": "image side in pixels ({default})"},
     "--out": {"type": Path, "metavar": "DIR", "help": "the output folder ({default})"},

