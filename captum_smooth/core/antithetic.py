@@ -114,9 +114,11 @@ def mirrored(noise: Tensor) -> Tensor:
 class PairResults:
     """Per example, the results of whole pairs as i.i.d. samples, for the standard error.
 
-    Each chunk is reduced per group of adjacent copies (a pair, or the single clean copy) with
-    the call's own reducer; those group results are the independent samples whose mean is the
-    call's result (for a ``draw_average`` reducer), and their spread gives its error.
+    Each chunk is reduced per pair of adjacent copies with the call's own reducer; those pair
+    results are the independent samples whose spread gives the error. The clean copy
+    (``include_clean``) is no sample: it is a fixed term of the call's mean, which is
+    ``(clean + 2 P * mean of the pairs) / (2 P + 1)`` for a ``draw_average`` reducer, so the
+    error of the pairs' mean is scaled by ``2 P / (2 P + 1)``.
 
     Args:
         factory: The call's reducer factory.
@@ -126,6 +128,12 @@ class PairResults:
     def __init__(self, factory: ReducerFactory, batch: int) -> None:
         self.factory = factory
         self.means = MeanReducer(batch, track_error=True)
+        #: Clean copies per example averaged into the call's result (0 or 1).
+        self.clean = 0
+
+    def add_clean(self) -> None:
+        """Note the clean copy: a fixed term of the mean, not a sample of its error."""
+        self.clean = 1
 
     def update(
         self, attributions: tuple[Tensor, ...], k: int, rows: Tensor | None, group: int
@@ -137,5 +145,10 @@ class PairResults:
         self.means.update(tuple(per_group.result()), k // group, rows=rows)
 
     def standard_error(self) -> tuple[Tensor, ...]:
-        """The per-element standard error of the mean of the group results."""
-        return self.means.standard_error()
+        """The per-element standard error of the call's result, from the pairs' spread."""
+        se = self.means.standard_error()
+        if not self.clean or self.means.count is None:
+            return se
+        copies = 2 * self.means.count.to(torch.float64)
+        share = copies / (copies + self.clean)
+        return tuple(s * share.view(-1, *[1] * (s.dim() - 1)).to(s) for s in se)

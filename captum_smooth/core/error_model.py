@@ -179,8 +179,12 @@ class ErrorTracking:
             rows: The examples of the chunk (None: all).
             paired: Whether the copies are antithetic pairs (not the clean copy).
         """
-        if self.pairs is not None:
-            self.pairs.update(attributions, k, rows, 2 if paired else 1)
+        if self.pairs is None:
+            return
+        if paired:
+            self.pairs.update(attributions, k, rows, 2)
+        else:
+            self.pairs.add_clean()
 
     def end_draw(self, draw: Reducer | None, rows: Tensor | None) -> None:
         """Feed the finished draw's result (of the examples still sampling) as one sample.

@@ -131,6 +131,37 @@ def test_unbiased_and_honest_error_on_a_nonlinear_model() -> None:
     assert bool(((ratio - 1).abs() < 0.3).all()), ratio
 
 
+class _AbsGradient(nn.Module):
+    """f(x) = sum x |x| / 2: the gradient is |x|, the pair mean at x = 0 is |t|."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x * x.abs() / 2).flatten(1).sum(1, keepdim=True)
+
+
+def test_the_clean_copy_is_a_fixed_term_not_a_sample_of_the_error() -> None:
+    # include_clean (AdaptGrad's N + 1): the clean gradient is part of the mean but carries no
+    # noise. At x = 0 it is 0 while every pair mean |t| is positive, far from it relative to
+    # their spread: counted as a sample beside the pairs it inflated the reported error.
+    x, n, repeats = torch.zeros(1, 64, dtype=torch.float64), 4, 200
+    maps, ses = _repeat(
+        lambda seed: SmoothTunnel(Saliency(_AbsGradient())).attribute(
+            x,
+            nt_samples=n,
+            stdevs=0.5,
+            kernel="uniform",
+            abs=False,
+            generator=seed,
+            sampling="antithetic",
+            include_clean=True,
+            return_error=True,
+        ),
+        repeats,
+    )
+    # 64 elements of the same law: one ratio over all of them (a few percent of noise).
+    ratio = float(ses.pow(2).mean().sqrt() / maps.std(0).pow(2).mean().sqrt())
+    assert abs(ratio - 1) < 0.1, ratio
+
+
 def test_noisegrad_pairs_report_their_spread() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2)).eval()
