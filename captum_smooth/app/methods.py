@@ -77,9 +77,9 @@ _CHUNK = 8
 #: measured antithetic pairs not worse than i.i.d. draws at equal gradients, on the digits CNN
 #: and on the demo's EfficientNet-Lite0 (benchmarks/README.md, "Antithetic sampling").
 #: AdaptGrad and SmoothTaylor stay i.i.d.: SmoothTaylor's error was 1.04x (1.01-1.08) i.i.d.'s
-#: on EfficientNet-Lite0, and AdaptGrad's reported error (its clean term is one of the pairs'
-#: groups) overstates its measured one 1.73x against 1.28x i.i.d., so sampling to a tolerance
-#: it would stop later.
+#: on EfficientNet-Lite0, and AdaptGrad gained nothing there (1.00) while its reported error
+#: overstated its measured one 1.73x (before the clean term stopped counting as a pair's
+#: sample: re-measure before switching it).
 _PAIRED = "antithetic"
 
 
