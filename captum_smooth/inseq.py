@@ -85,6 +85,7 @@ except ImportError as error:  # pragma: no cover - exercised only without inseq
         "'typeguard<=2.13.3', with rich and matplotlib)"
     ) from error
 
+from .core.plan import LoopOptions
 from .core.random_state import derive_seed
 from .methods import FusionGrad, NoiseGrad, SmoothGrad
 from .methods._preset import SmoothingPreset
@@ -102,8 +103,15 @@ __all__ = [
 #: Default sigma as a share of each example's embedding range (AllenNLP's SmoothGrad: 1 %).
 EMBEDDING_NOISE_LEVEL = 0.01
 
+_LOOP_OPTIONS = frozenset(LoopOptions.names())
+
 # Not smoothable: they attribute token ids (no noise can be added to an id).
 _ID_METHODS = frozenset({"discretized_integrated_gradients"})
+
+
+def _routed(router: Any, key: str) -> bool:
+    """Whether the preset's router has a word on ``key`` (a pointer, or a loop option)."""
+    return key in router.pointers or key in _LOOP_OPTIONS
 
 
 class _SmoothedAttribution:
@@ -142,7 +150,7 @@ class _SmoothedAttribution:
 
     def get_attribution_args(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """The preset's keywords (loop options), the inner Captum method's own keywords, and the
-        loop options the preset refuses with a pointer (``nt_samples`` for NoiseGrad): passed on
+        loop options the preset refuses (``nt_samples`` or ``kernel`` for NoiseGrad): passed on
         so that the preset's error says what to use instead, not dropped by inseq."""
         own, rest = extract_signature_args(
             kwargs, self.method.attribute, self.ignore_extra_args, return_remaining=True
@@ -150,7 +158,9 @@ class _SmoothedAttribution:
         inner, rest = extract_signature_args(
             rest, self.inner_method.attribute, self.ignore_extra_args, return_remaining=True
         )
-        refused = {key: rest.pop(key) for key in list(rest) if key in self.method.pointers}
+        # The router refuses them with its one error (ValueError naming the option).
+        router = self.method.router
+        refused = {key: rest.pop(key) for key in list(rest) if _routed(router, key)}
         return {**own, **inner, **refused}, rest
 
     def attribute_step(

@@ -164,6 +164,16 @@ def test_an_option_the_method_does_not_take_is_an_error_with_a_pointer(inseq_mod
     # Not dropped by inseq as an unused argument: the preset's own message says what to use.
     with pytest.raises(ValueError, match="n_weight_samples"):
         attribute(inseq_model, "noisegrad", nt_samples=4)
+    # A loop option the method does not take, without a pointer: the router's one refusal.
+    with pytest.raises(ValueError, match=r"NoiseGrad does not take the option `kernel`"):
+        attribute(inseq_model, "noisegrad", kernel="laplace")
+
+
+def test_antithetic_sampling_reaches_the_loop(inseq_model: Any) -> None:
+    with pytest.raises(ValueError, match="sampling"):
+        attribute(inseq_model, "smoothgrad", nt_samples=3, sampling="antithetic")
+    out = attribute(inseq_model, "smoothgrad", nt_samples=2, sampling="antithetic", generator=0)
+    assert all(torch.isfinite(t).any() for t in scores(out))
 
 
 def test_aggregation_show_and_html(inseq_model: Any) -> None:
