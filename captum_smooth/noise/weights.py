@@ -23,9 +23,11 @@ restore) are critical sections (:mod:`captum_smooth.noise._signals`): an asynchr
 whose Python handler raises (Ctrl-C, SIGTERM, SIGALRM, ...) is handled when the section ends,
 with the model whole, never half-way through.
 
-Thread safety: a session holds a re-entrant lock of its model (:func:`model_lock`) from entry to
-exit, so sessions on one model from several threads run one after the other and each sees only
-its own weights; sessions on different models run concurrently. Other code that uses the same
+Thread safety: a session holds, from entry to exit, a re-entrant lock of every module of its
+model (:func:`model_lock` of each) and of every parameter and buffer object they hold, so
+sessions whose models share anything (one model from several threads, a model and a wrapper
+around it, two models tied to one embedding) run one after the other and each sees only its own
+weights; sessions on models that share nothing run concurrently. Other code that uses the same
 model at the same time *outside* a session (a plain forward pass in another thread) is not
 protected: it may see perturbed weights unless it holds :func:`model_lock` as well.
 
@@ -135,11 +137,12 @@ class WeightNoise:
     def session(self, model: nn.Module) -> contextlib.AbstractContextManager[WeightPerturber]:
         """Back up ``model``, hand out a :class:`WeightPerturber`, restore the model on exit.
 
-        The model's lock (:func:`model_lock`) is held throughout. Sessions on one model nest
-        (the inner one restores what the outer one had drawn). Entering, each draw and the
-        exit are critical sections: an asynchronous signal (Ctrl-C, SIGTERM, SIGALRM, ...)
-        that arrives in one is handled as soon as the model is whole again, so an exception
-        from its handler never leaves the model half backed up, half drawn or half restored.
+        The locks of the model's modules and tensors are held throughout (:func:`model_lock`
+        of the model among them). Sessions on one model nest (the inner one restores what the
+        outer one had drawn). Entering, each draw and the exit are critical sections: an
+        asynchronous signal (Ctrl-C, SIGTERM, SIGALRM, ...) that arrives in one is handled as
+        soon as the model is whole again, so an exception from its handler never leaves the
+        model half backed up, half drawn or half restored.
         The exit runs every restore step even when one fails, then raises the first error.
 
         Args:

@@ -2,8 +2,18 @@
 
 Part of :mod:`captum_smooth.noise.weights` (import the public names from there).
 :class:`WeightSession` is the context manager returned by
-:meth:`~captum_smooth.noise.weights.WeightNoise.session`; :func:`model_lock` is the per-model
-lock every session holds from entry to exit.
+:meth:`~captum_smooth.noise.weights.WeightNoise.session`; :func:`model_lock` is the lock of one
+module, which every session whose model contains that module holds from entry to exit.
+
+Locks: a session changes, and restores, every parameter, buffer and train/eval flag of every
+module of its model. Models may share modules and tensors (a model and ``nn.Sequential(model,
+nn.Softmax(1))``, two heads tied to one embedding), so a session takes one re-entrant lock per
+module and one per parameter or buffer object of its model (:func:`session_locks`): two
+sessions whose models share anything run one after the other. The locks are taken in one
+global order (by the locks' ``id``), so two sessions never wait for each other; a session that
+cannot take them all within :data:`_LOCK_POLL_S` gives back those it took in this attempt and
+starts again (a session nested in another may need locks out of that order), handling the
+signals that arrived meanwhile.
 
 A class, not a ``@contextmanager`` generator, on purpose: its ``__enter__`` and ``__exit__``
 are critical sections (:mod:`captum_smooth.noise._signals`) from their first bytecode, so an
@@ -13,30 +23,45 @@ A generator's ``finally`` can be skipped by a signal that arrives before its fir
 
 from __future__ import annotations
 
+import random
 import threading
-import weakref
 from typing import Any, Protocol
 
 from torch import nn
+from torch.utils.weak import WeakIdKeyDictionary
 
 from ._signals import GUARD, critical
 from .weights_backup import ModelState, attempt
 from .weights_perturber import WeightPerturber
 
-__all__ = ["WeightSession", "model_lock"]
+__all__ = ["WeightSession", "model_lock", "session_locks"]
 
-_locks: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+#: One lock per module and per parameter or buffer object, kept as long as that object lives
+#: (keyed by identity: a tensor's ``==`` is elementwise).
+_locks: WeakIdKeyDictionary = WeakIdKeyDictionary()
 _locks_guard = threading.Lock()
 
-#: How often a session waiting for another thread's session on the same model looks for signals.
+#: How long a session waits for one lock before it gives back the others and handles signals.
 _LOCK_POLL_S = 0.05
 
 
-def model_lock(model: nn.Module) -> threading.RLock:
-    """The re-entrant lock that weight-noise sessions on ``model`` hold.
+def _lock_of(obj: object) -> threading.RLock:
+    """The re-entrant lock of one module or tensor (call with ``_locks_guard`` held)."""
+    lock: threading.RLock | None = _locks.get(obj)
+    if lock is None:
+        lock = threading.RLock()
+        _locks[obj] = lock
+    return lock
 
-    One lock per model object (kept as long as the model lives). Hold it in code that must not
-    see perturbed weights while NoiseGrad runs on the same model in another thread.
+
+def model_lock(model: nn.Module) -> threading.RLock:
+    """The re-entrant lock of ``model`` that weight-noise sessions hold.
+
+    One lock per module object (kept as long as the module lives). Every session on ``model``,
+    or on a module that contains it (a wrapper such as ``nn.Sequential(model, nn.Softmax(1))``),
+    holds it from entry to exit. Hold it in code that must not see perturbed weights while
+    NoiseGrad runs on the same model, or on a wrapper of it, in another thread (a session on a
+    submodule of ``model`` holds that submodule's lock, not this one).
 
     Args:
         model: The module.
@@ -52,11 +77,67 @@ def model_lock(model: nn.Module) -> threading.RLock:
     if not isinstance(model, nn.Module):
         raise TypeError(f"`model` must be an nn.Module, got {type(model).__name__}")
     with _locks_guard:
-        lock = _locks.get(model)
-        if lock is None:
-            lock = threading.RLock()
-            _locks[model] = lock
-        return lock
+        return _lock_of(model)
+
+
+def session_locks(model: nn.Module) -> list[threading.RLock]:
+    """The locks a session on ``model`` takes, in the order it takes them.
+
+    One per module of ``model`` (``model_lock`` of each) and one per parameter or buffer object
+    held by any of them (a tensor shared by two models is one lock), each once, sorted by
+    ``id``: every session takes its locks in one global order.
+
+    Args:
+        model: The module.
+
+    Returns:
+        The locks, sorted.
+
+    Examples::
+
+        >>> shared = set(map(id, session_locks(model)))
+        >>> shared <= set(map(id, session_locks(nn.Sequential(model, nn.Softmax(1)))))
+        True
+    """
+    keys: dict[int, object] = {}
+    for module in model.modules():
+        keys[id(module)] = module
+        for slots in (module._parameters, module._buffers):
+            for tensor in slots.values():
+                if tensor is not None:
+                    keys[id(tensor)] = tensor
+    with _locks_guard:
+        locks = [_lock_of(key) for key in keys.values()]
+    return sorted(locks, key=id)
+
+
+def _finish_uninstall() -> None:
+    """Put back the handlers a signal's exception left under the guard with no holder.
+
+    :meth:`SignalGuard.hold` installs the guard one signal after another, and
+    :meth:`SignalGuard.release` takes it away the same way: a signal that is still (or again)
+    on its own handler may raise half-way, leaving the guard over some signals, held by nobody.
+    """
+    if GUARD.depth == 0 and GUARD.originals:
+        GUARD.depth = 1
+        GUARD.release()
+
+
+def _hold_guard() -> None:
+    """:meth:`SignalGuard.hold`; if a signal's exception cuts it short, nothing is left held."""
+    try:
+        GUARD.hold()
+    except BaseException:
+        _finish_uninstall()
+        raise
+
+
+def _release_guard() -> None:
+    """:meth:`SignalGuard.release`, finished even if a signal's exception cuts it short."""
+    try:
+        GUARD.release()
+    finally:
+        _finish_uninstall()
 
 
 class _NoiseSettings(Protocol):
@@ -74,9 +155,10 @@ class _NoiseSettings(Protocol):
 class WeightSession:
     """The context manager of :meth:`~captum_smooth.noise.weights.WeightNoise.session`.
 
-    Entering selects the parameters, takes the model's lock, backs up the model and hands out a
-    :class:`~captum_smooth.noise.weights.WeightPerturber`; the exit restores the model bit for
-    bit (every step runs; the first error is raised after the last) and releases the lock.
+    Entering selects the parameters, takes the model's locks (:func:`session_locks`), backs up
+    the model and hands out a :class:`~captum_smooth.noise.weights.WeightPerturber`; the exit
+    restores the model bit for bit (every step runs; the first error is raised after the last)
+    and releases the locks.
     Not re-entrant: entering it again while it is open raises (open a second session instead;
     sessions on one model nest).
 
@@ -93,8 +175,7 @@ class WeightSession:
     def __init__(self, noise: _NoiseSettings, model: nn.Module) -> None:
         self._noise = noise
         self._model = model
-        self._lock = model_lock(model)
-        self._locked = False
+        self._acquired: list[threading.RLock] = []
         self._held = False
         self._state: ModelState | None = None
         self._perturber: WeightPerturber | None = None
@@ -104,10 +185,10 @@ class WeightSession:
         if self._held:
             raise RuntimeError("this weight-noise session is already open; open a new one")
         selected = self._noise.selected_parameters(self._model)  # nothing changed yet
-        GUARD.hold()
-        self._held = True
         try:
-            self._acquire()
+            _hold_guard()
+            self._held = True
+            self._acquire(session_locks(self._model))
             self._state = ModelState(self._model, [p for _, p in selected])
             self._perturber = WeightPerturber(selected, self._noise.stdev, self._noise.noise_type)
             self._state.set_grads_aside()  # the first change to the model
@@ -117,11 +198,28 @@ class WeightSession:
             raise
         return self._perturber
 
-    def _acquire(self) -> None:
-        """Take the model's lock; while waiting for it, signals are handled (nothing changed)."""
-        while not self._lock.acquire(timeout=_LOCK_POLL_S):
+    def _acquire(self, locks: list[threading.RLock]) -> None:
+        """Take every lock, in order; while waiting, signals are handled (nothing changed).
+
+        A lock not had within a (randomised) poll interval: the locks taken in this attempt
+        are given back before the signals are handled and the attempt starts again, so a
+        session nested in another, whose locks it may need out of order, cannot deadlock.
+        """
+        while True:
+            for lock in locks:
+                if not lock.acquire(timeout=_LOCK_POLL_S * random.uniform(0.5, 1.5)):
+                    break
+                self._acquired.append(lock)  # no signal between: this is a critical section
+            else:
+                return
+            self._release(self._acquired, [])
             GUARD.deliver()
-        self._locked = True
+
+    @staticmethod
+    def _release(acquired: list[threading.RLock], errors: list[BaseException]) -> None:
+        """Release the locks in ``acquired``, last taken first, and empty the list."""
+        while acquired:
+            attempt(errors, acquired.pop().release)
 
     @critical
     def __exit__(self, *exc_info: Any) -> None:
@@ -131,12 +229,10 @@ class WeightSession:
         if self._state is not None:
             self._state.restore(errors)
         self._perturber = self._state = None
-        if self._locked:
-            self._locked = False
-            attempt(errors, self._lock.release)
+        self._release(self._acquired, errors)
         if self._held:
             self._held = False
-            attempt(errors, GUARD.release)
+            attempt(errors, _release_guard)
         try:
             GUARD.deliver()  # the model is whole: the signals held back are handled now
         finally:

@@ -269,13 +269,25 @@ def test_resume_after_exception_does_not_recompute(tmp_path: Path) -> None:
     assert torch.equal(run(again, out, **SMOOTH)[:], reference) and again.calls == 0
 
 
+# The writer stops in its fifth batch, two shards (two batches each) on disk, until it is
+# killed: where the kill lands does not depend on how fast or loaded the machine is.
 _KILL_SCRIPT = """
-import sys, torch
+import sys, time, torch
 sys.path.insert(0, {tests!r})
 from test_dataset_store import Counting, make_data, tunnel, SMOOTH
 from captum_smooth import explain_dataset
-explain_dataset(Counting(tunnel(), delay=0.25), make_data(), {out!r}, batch_size=4,
-                shard_size=8, show_progress=False, **SMOOTH)
+
+method = Counting(tunnel())
+attribute = method.attribute
+
+def stalling(inputs, *args, **kwargs):
+    if method.calls == 4:
+        time.sleep(3600)
+    return attribute(inputs, *args, **kwargs)
+
+method.attribute = stalling
+explain_dataset(method, make_data(), {out!r}, batch_size=4, shard_size=8, show_progress=False,
+                **SMOOTH)
 """
 
 
@@ -284,7 +296,7 @@ def test_resume_after_sigkill(tmp_path: Path) -> None:
     script = _KILL_SCRIPT.format(tests=str(Path(__file__).resolve().parent), out=str(out))
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600  # only a bound: the writer waits to be killed
         while len(list(out.glob("shard-*.json"))) < 2:
             assert proc.poll() is None, "the writer ended before it could be killed"
             assert time.monotonic() < deadline, "the writer made no progress"
@@ -294,7 +306,7 @@ def test_resume_after_sigkill(tmp_path: Path) -> None:
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
     done = len(list(out.glob("shard-*.json")))
-    assert 2 <= done < 5 and not (out / "index.json").exists()
+    assert done == 2 and not (out / "index.json").exists()
     resumed = Counting(tunnel())
     store = run(resumed, out, **SMOOTH)
     batches_per_shard = [2, 2, 2, 2, 2]

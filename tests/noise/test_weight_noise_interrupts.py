@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import statistics
 import threading
 import time
 import warnings
@@ -152,33 +151,70 @@ def alarm() -> Iterator[dict[str, Any]]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def median_duration(call: Callable[[nn.Module], None], model: nn.Module, n: int = 5) -> float:
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
+#: A test that counts interrupted calls tries at most this many calls per interruption it needs:
+#: with the signal's moment drawn within the last complete call's duration, about half the
+#: calls are interrupted, however slow or loaded the machine (no slow machine gets near 1 in 20).
+ATTEMPTS_PER_INTERRUPT = 20
+
+
+def timed(call: Callable[[nn.Module], None], model: nn.Module) -> float:
+    start = time.perf_counter()
+    call(model)
+    return time.perf_counter() - start
+
+
+def from_the_signal(err: BaseException) -> bool:
+    """Whether ``err`` is (or was raised from) the exception a test's signal handler raised."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if seen.args == ("alarm",):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def interrupted(call: Callable[[nn.Module], None], model: nn.Module) -> bool:
+    """Run ``call``; whether the signal's exception ended it (any other error is raised)."""
+    try:
         call(model)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    except EXCEPTIONS as err:
+        if not from_the_signal(err):
+            raise
+        return True
+    return False
 
 
-def interrupted_calls(alarm: dict[str, Any], name: str, n_calls: int, seed: int) -> int:
-    """``n_calls`` calls, each hit by a signal at a random moment; returns the corrupted count."""
+def interrupted_calls(alarm: dict[str, Any], name: str, n_interrupted: int, seed: int) -> int:
+    """Calls hit by a signal at random moments until ``n_interrupted`` of them were ended by it.
+
+    Every call, interrupted or not, is checked. The moment is drawn within an estimate of the
+    call's duration: the duration of the last call that ran to its end (so it follows the
+    machine's speed while the test runs), 10 % longer after each interrupted call (so that the
+    signals reach the call's last moments, the restore). The test counts the calls the signal
+    really interrupted, not the timers that fired. Returns the number of corrupted calls.
+    """
     call = CALLS[name]
     model = make_stateful()
     if name == "calibration":
         model.net.features[1].eval()  # calibration evaluates in eval mode anyway
-    duration = median_duration(call, model)
+    duration = timed(call, model)
     before = snapshot(model)
     rng = random.Random(seed)
-    corrupted, fired = 0, alarm["fired"]
-    for _ in range(n_calls):
+    calls = hits = corrupted = 0
+    while hits < n_interrupted:
+        assert calls < ATTEMPTS_PER_INTERRUPT * n_interrupted, f"{hits} of {calls} interrupted"
+        calls += 1
+        start = time.perf_counter()
         try:
             alarm["exc"] = rng.choice(EXCEPTIONS)
-            signal.setitimer(signal.ITIMER_REAL, rng.uniform(1e-5, 0.8 * duration))
-            call(model)
+            signal.setitimer(signal.ITIMER_REAL, rng.uniform(1e-5, duration))
+            if interrupted(call, model):
+                hits, duration = hits + 1, duration * 1.1  # reach for the call's last moments
+            else:
+                duration = time.perf_counter() - start
             signal.setitimer(signal.ITIMER_REAL, 0)
             alarm["exc"] = None  # a signal still on its way does nothing from here
-        except EXCEPTIONS:
+        except EXCEPTIONS:  # the signal came after the call: not counted as interrupted
             alarm["exc"] = None
         # A signal may land inside torch.no_grad()'s own __exit__: not the model's state, but
         # the process's grad mode, put back here so that later tests are not affected.
@@ -191,8 +227,6 @@ def interrupted_calls(alarm: dict[str, Any], name: str, n_calls: int, seed: int)
         assert signal.getsignal(signal.SIGALRM) is alarm["handler"]
         assert GUARD.depth == 0 and not GUARD.pending
         assert lock_is_free(model)
-    # Many calls were really interrupted, not finished before the signal.
-    assert alarm["fired"] - fired >= n_calls // 4
     return corrupted
 
 
@@ -200,13 +234,13 @@ def interrupted_calls(alarm: dict[str, Any], name: str, n_calls: int, seed: int)
 def test_signals_at_random_moments_never_corrupt_the_model(
     alarm: dict[str, Any], name: str
 ) -> None:
-    assert interrupted_calls(alarm, name, n_calls=60, seed=list(CALLS).index(name)) == 0
+    assert interrupted_calls(alarm, name, n_interrupted=30, seed=list(CALLS).index(name)) == 0
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(CALLS))
 def test_signals_at_random_moments_many_calls(alarm: dict[str, Any], name: str) -> None:
-    assert interrupted_calls(alarm, name, n_calls=400, seed=7) == 0
+    assert interrupted_calls(alarm, name, n_interrupted=200, seed=7) == 0
 
 
 @pytest.fixture
@@ -233,27 +267,37 @@ def ctrl_c() -> Iterator[dict[str, Any]]:
 @pytest.mark.parametrize("name", ["noisegrad", "fusiongrad"])  # calls long enough to hit
 def test_ctrl_c_sent_by_another_thread_at_random_moments(ctrl_c: dict[str, Any], name: str) -> None:
     # A real SIGINT sent to the process (as a terminal's Ctrl-C is): the kernel may deliver it
-    # to any thread; Python runs the handler in the main thread.
+    # to any thread; Python runs the handler in the main thread. Calls are made until 15 were
+    # interrupted by it (a timer thread may send its signal late on a loaded machine: such a
+    # call is checked too, and not counted).
     call, model = CALLS[name], make_stateful()
-    duration = median_duration(call, model)
+    duration = timed(call, model)
     before = snapshot(model)
     rng = random.Random(3)
-    for _ in range(40):
+    calls = hits = 0
+    while hits < 15:
+        assert calls < ATTEMPTS_PER_INTERRUPT * 15, f"{hits} of {calls} calls interrupted"
+        calls += 1
         timer = threading.Timer(rng.uniform(0, duration), os.kill, (os.getpid(), signal.SIGINT))
+        start = time.perf_counter()
         try:
             ctrl_c["on"] = True
             timer.start()
-            call(model)
+            try:
+                call(model)
+                duration = time.perf_counter() - start
+            except KeyboardInterrupt:
+                hits, duration = hits + 1, duration * 1.1
             timer.cancel()
             timer.join()
             ctrl_c["on"] = False
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # after the call: not counted
             ctrl_c["on"] = False
             timer.join()
         torch.set_grad_enabled(True)  # as above: torch.no_grad()'s own exit may be hit
         assert_identical(before, model)
         assert signal.getsignal(signal.SIGINT) is ctrl_c["handler"]
-    assert ctrl_c["fired"] >= 10
+    assert ctrl_c["fired"] >= hits
 
 
 @pytest.mark.parametrize("name", ["noisegrad", "fusiongrad", "session"])
@@ -396,29 +440,30 @@ def test_cli_noisegrad_on_a_torchscript_file(
 def test_a_signal_while_waiting_for_the_models_lock_is_handled_at_once(
     alarm: dict[str, Any],
 ) -> None:
-    # Another thread's session holds the model; Ctrl-C (here SIGALRM) must not wait for it.
+    # Another thread's session holds the model; Ctrl-C (here SIGALRM) must not wait for it:
+    # the other thread holds the lock until the interrupt has been handled here.
     model = make_stateful()
     before = snapshot(model)
     held, release = threading.Event(), threading.Event()
+    released_by_us: list[bool] = []
 
     def other_session() -> None:
         with model_lock(model):
             held.set()
-            release.wait(5.0)
+            # Bounded only so that a failing test cannot hang: this thread is released below.
+            released_by_us.append(release.wait(600.0))
 
     thread = threading.Thread(target=other_session)
     thread.start()
     try:
-        held.wait(5.0)
+        assert held.wait(600.0)
         alarm["exc"] = KeyboardInterrupt
-        start = time.perf_counter()
         signal.setitimer(signal.ITIMER_REAL, 0.05)
         with pytest.raises(KeyboardInterrupt), WeightNoise(0.2).session(model):
             pass  # pragma: no cover - never entered
-        waited = time.perf_counter() - start
     finally:
         release.set()
         thread.join()
-    assert waited < 2.0  # the lock is polled: the signal is handled long before the release
+    assert released_by_us == [True]  # the signal was handled while the lock was still held
     assert_identical(before, model)
     assert GUARD.depth == 0 and lock_is_free(model)
