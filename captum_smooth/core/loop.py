@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from captum._utils.common import _format_tensor_into_tuples, _is_tuple
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from .._progress import progress_bar
 from .._warnings import warn
 from .counter_noise import CounterStream
 from .error_model import ErrorTracking, MonteCarloError
@@ -186,9 +186,9 @@ class SamplingLoop:
             else _NoLayerNoise()
         )
         n_chunks = -(-plan.stop.max_input_samples // plan.chunk) + int(plan.include_clean)
-        self.progress = tqdm(
+        self.progress = progress_bar(
+            plan.show_progress,
             total=plan.stop.max_weight_draws * n_chunks,
-            disable=not plan.show_progress,
             desc=tunnel.get_name(),
             leave=False,
         )

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_positive_int
+from .._progress import progress_bar
 from .._warnings import warn
 from . import _distributed as _dist
 from ._batch import BatchRunner, batch_seed
@@ -232,7 +233,7 @@ def _plan_shards(
     quiet = not show_progress or not finished
     stored_digests = (
         (k, _read_manifest(root, k, settings_sha, n, shard_size).entry.data_sha256)
-        for k in tqdm(finished, desc="checking stored data", unit="shard", disable=quiet)
+        for k in (finished if quiet else tqdm(finished, desc="checking stored data", unit="shard"))
     )
     changed = changed_shards(stored_digests, source, lambda k: _shard_batches(k, sizes))
     if changed and not overwrite:
@@ -336,19 +337,13 @@ def _run_shards(
     show_progress: bool,
 ) -> None:
     """Compute and write ``shards``, batch by batch, with a progress bar if asked."""
-    from tqdm.auto import tqdm
-
     n, shard_size, _ = sizes
     world = _dist.rank_and_world()[1]
     plan = [(k, indices) for k in shards for indices in _shard_batches(k, sizes)]
     total = sum(len(indices) for _, indices in plan)
     desc = "explain_dataset" if world == 1 else f"explain_dataset (rank 0 of {world})"
-    bar = tqdm(
-        total=total,
-        desc=desc,
-        unit="ex",
-        disable=not show_progress or total == 0,
-        dynamic_ncols=True,
+    bar = progress_bar(
+        show_progress and total > 0, total=total, desc=desc, unit="ex", dynamic_ncols=True
     )
     shard: _ShardBuffer | None = None
     try:

@@ -30,9 +30,9 @@ from typing import Any, Union
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .._checks import check_positive_int, check_real
+from .._progress import progress_bar
 from ..core.expansion import select_examples
 from ..core.random_state import derive_seed
 from ..metrics import aupc, deletion_auc, insertion_auc, total_variation
@@ -374,7 +374,7 @@ class AdaptiveNoising:
         failures = torch.zeros(batch, dtype=torch.long, device=device)
         done = state.n_evals >= budget
         n_iterations = 0
-        progress = tqdm(total=self.max_iter, disable=not show_progress, desc="Adaptive noising")
+        progress = progress_bar(show_progress, total=self.max_iter, desc="Adaptive noising")
         try:
             for _ in range(self.max_iter):
                 rows = state.all_rows[~done]

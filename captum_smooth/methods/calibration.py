@@ -10,9 +10,9 @@ from typing import Any, NamedTuple, Union
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .._checks import GeneratorLike, check_positive_int, resolve_generator, seed_from
+from .._progress import progress_bar
 from .._warnings import warn
 from ..noise.weights import ParameterFilter, WeightNoise, WeightPerturber
 from ..noise.weights_perturber import check_stdev
@@ -224,7 +224,7 @@ def calibrate_weight_noise(
     with (
         torch.no_grad(),
         noise.session(model) as perturber,
-        tqdm(total=max_iter + 1, disable=not show_progress, desc="calibrate weight noise") as bar,
+        progress_bar(show_progress, total=max_iter + 1, desc="calibrate weight noise") as bar,
     ):
         model.eval()
         accuracy_clean = _accuracy(model, batches, device)
