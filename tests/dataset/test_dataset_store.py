@@ -272,7 +272,7 @@ def test_resume_after_exception_does_not_recompute(tmp_path: Path) -> None:
 # The writer stops in its fifth batch, two shards (two batches each) on disk, until it is
 # killed: where the kill lands does not depend on how fast or loaded the machine is.
 _KILL_SCRIPT = """
-import sys, time, torch
+import functools, sys, time, torch
 sys.path.insert(0, {tests!r})
 from test_dataset_store import Counting, make_data, tunnel, SMOOTH
 from captum_smooth import explain_dataset
@@ -280,6 +280,7 @@ from captum_smooth import explain_dataset
 method = Counting(tunnel())
 attribute = method.attribute
 
+@functools.wraps(attribute)  # the same signature: explain_dataset passes it `generator`
 def stalling(inputs, *args, **kwargs):
     if method.calls == 4:
         time.sleep(3600)
