@@ -19,7 +19,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..methods._preset import SmoothingPreset
 from .controls import control_maps
 from .errors import CLIError, short, warn
 from .loading import LoadedModel, load_images, load_model, output_classes, resolve_target
@@ -33,108 +32,17 @@ from .methods import (
     resolve_methods,
 )
 from .report import Row, format_report, legend, summarise, versions, write_outputs
+from .settings import (
+    DEFAULT_MAX_SAMPLES,
+    DEFAULT_TOLERANCE,
+    Budget,
+    Settings,
+    budget,
+    is_smoothing,
+    sampling_of,
+)
 
 __all__ = ["DEFAULT_MAX_SAMPLES", "DEFAULT_TOLERANCE", "Budget", "Settings", "run"]
-
-#: Without ``--samples``, each smoothing method samples until its map's relative Monte-Carlo
-#: error is at most this...
-DEFAULT_TOLERANCE = 0.2
-#: ...or until this many gradient evaluations per image (the cap, ``--max-samples``).
-DEFAULT_MAX_SAMPLES = 128
-#: Steps of the deterministic methods (Integrated Gradients) when the others sample to a
-#: tolerance: a Riemann sum has no Monte-Carlo error to sample against.
-DETERMINISTIC_STEPS = 32
-
-
-@dataclass
-class Settings:
-    """The options of one ``explain`` or ``demo`` run."""
-
-    command: str
-    images: list[str]
-    model: str | None
-    methods: list[str] | None
-    target: str | None
-    samples: int | None
-    seed: int
-    kernel: str | None
-    out: Path
-    size: int
-    auc_steps: int
-    controls: bool
-    progress: bool
-    style: str
-    tolerance: float | None = None
-    max_samples: int | None = None
-    sign: bool = False
-    weight_noise: float | None = None
-    #: ``--sampling`` (None: ``"iid"``; the demo: each method's :attr:`MethodSpec.sampling`).
-    sampling: str | None = None
-
-
-def sampling_of(settings: Settings, spec: MethodSpec) -> str:
-    """The sampling ``spec`` runs with: ``--sampling``, else the demo's per-method choice (the
-    antithetic benchmark's verdict, :attr:`MethodSpec.sampling`), else ``"iid"``."""
-    if settings.sampling is not None:
-        return settings.sampling
-    return spec.sampling if settings.command == "demo" else "iid"
-
-
-def is_smoothing(spec: MethodSpec) -> bool:
-    """Whether ``spec`` samples (and so has a Monte-Carlo error and takes a tolerance)."""
-    return issubclass(spec.cls, SmoothingPreset)
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Gradient evaluations per image: a fixed count, or a cap with a tolerance.
-
-    Attributes:
-        samples: The fixed count (``--samples``), or the cap under a tolerance.
-        tolerance: The relative Monte-Carlo error each smoothing map samples to, or None.
-    """
-
-    samples: int
-    tolerance: float | None
-
-    def of(self, spec: MethodSpec) -> int:
-        """The budget of ``spec``: deterministic methods take a fixed step count."""
-        if self.tolerance is not None and not is_smoothing(spec):
-            return min(self.samples, DETERMINISTIC_STEPS)
-        return self.samples
-
-    def tolerance_of(self, spec: MethodSpec) -> float | None:
-        """The tolerance of ``spec`` (None for the methods that do not sample)."""
-        return self.tolerance if is_smoothing(spec) else None
-
-
-def budget(settings: Settings) -> Budget:
-    """The budget the options ask for (``--samples``, ``--tolerance``, ``--max-samples``).
-
-    ``--samples N`` fixes the count; otherwise each smoothing method samples to ``--tolerance``
-    (default :data:`DEFAULT_TOLERANCE`) under the cap ``--max-samples`` (default
-    :data:`DEFAULT_MAX_SAMPLES`).
-
-    Raises:
-        CLIError: ``--samples`` with ``--tolerance`` or ``--max-samples`` (which one rules
-            would be ambiguous).
-    """
-    if settings.samples is not None:
-        for option, value in (
-            ("--tolerance", settings.tolerance),
-            ("--max-samples", settings.max_samples),
-        ):
-            if value is not None:
-                raise CLIError(
-                    f"--samples {settings.samples} fixes the sample count and {option} {value} "
-                    "is for sampling to a tolerance: give one of them (--tolerance T "
-                    "--max-samples N samples until the error is T, at most N gradients)"
-                )
-        return Budget(settings.samples, None)
-    return Budget(
-        DEFAULT_MAX_SAMPLES if settings.max_samples is None else settings.max_samples,
-        DEFAULT_TOLERANCE if settings.tolerance is None else settings.tolerance,
-    )
 
 
 @dataclass

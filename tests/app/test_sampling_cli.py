@@ -136,7 +136,7 @@ def test_explain_refuses_antithetic_without_a_sampling_method(
 
 
 def test_demo_without_sampling_uses_each_methods_choice() -> None:
-    from captum_smooth.app.explain import Settings, sampling_of
+    from captum_smooth.app.settings import Settings, sampling_of
 
     def settings(command: str, sampling: str | None) -> Settings:
         return Settings(command, [], None, None, None, 2, 0, None, Path("o"), 16, 0, False,
