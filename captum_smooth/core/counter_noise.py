@@ -98,12 +98,12 @@ class CounterStream:
                 self._generator.device
             )
         )
-        draws = []
-        for j in range(self.position, self.position + n):
+        # Each sample's draw is written once into its column of the example-major result.
+        noise = torch.empty((len(wanted), n, *rest), dtype=dtype, device=self._generator.device)
+        for i, j in enumerate(range(self.position, self.position + n)):
             drawn = self._blocks(kernel, rest, derive_seed(seed, j), blocks, dtype)
-            draws.append(drawn if take is None else drawn.index_select(0, take))
-        noise = torch.stack(draws, dim=1)
-        return noise.reshape((noise.shape[0] * n, *rest))
+            noise[:, i] = drawn if take is None else drawn.index_select(0, take)
+        return noise.view((noise.shape[0] * n, *rest))
 
     def _block_rows(self, block: int) -> int:
         return min(self.batch, (block + 1) * _BLOCK) - block * _BLOCK
@@ -128,7 +128,7 @@ class CounterStream:
                     dtype=dtype,
                 )
             )
-        return torch.cat(parts)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def advance(self, n: int) -> None:
         """Move past ``n`` samples (after a chunk)."""
