@@ -62,8 +62,9 @@ _LEGEND = (
     ("insertion AUC", "the same while they are added to a blurred image (higher: more faithful)"),
     (
         "MC error",
-        "the map's relative Monte-Carlo error ||standard error|| / ||map||: how much of it is "
-        "sampling noise (lower: converged; - for methods that do not sample)",
+        "the map's relative Monte-Carlo error ||SE|| / sqrt(||map||^2 - ||SE||^2): how much of "
+        "it is sampling noise (lower: converged; inf: not yet told from noise; - for methods "
+        "that do not sample)",
     ),
     (
         "controls",
