@@ -112,21 +112,24 @@ def mirrored(noise: Tensor) -> Tensor:
 
 
 class PairResults:
-    """Per example, the results of whole pairs as i.i.d. samples, for the standard error.
+    """Per example, the results of whole groups of copies as i.i.d. samples, for the error.
 
-    Each chunk is reduced per pair of adjacent copies with the call's own reducer; those pair
-    results are the independent samples whose spread gives the error. The clean copy
-    (``include_clean``) is no sample: it is a fixed term of the call's mean, which is
-    ``(clean + 2 P * mean of the pairs) / (2 P + 1)`` for a ``draw_average`` reducer, so the
-    error of the pairs' mean is scaled by ``2 P / (2 P + 1)``.
+    Each chunk is reduced per group of ``group`` adjacent copies (an antithetic pair, or one
+    i.i.d. copy) with the call's own reducer; those group results are the independent samples
+    whose spread gives the error. The clean copy (``include_clean``) is no sample: it is a fixed
+    term of the call's mean, which is ``(clean + n * mean of the groups) / (n + 1)`` over ``n``
+    noisy copies for a ``draw_average`` reducer, so the error of the groups' mean is scaled by
+    ``n / (n + 1)``.
 
     Args:
         factory: The call's reducer factory.
         batch: The number of examples.
+        group: Copies per independent sample (2: antithetic pairs).
     """
 
-    def __init__(self, factory: ReducerFactory, batch: int) -> None:
+    def __init__(self, factory: ReducerFactory, batch: int, group: int = 2) -> None:
         self.factory = factory
+        self.group = group
         self.means = MeanReducer(batch, track_error=True)
         #: Clean copies per example averaged into the call's result (0 or 1).
         self.clean = 0
@@ -135,10 +138,9 @@ class PairResults:
         """Note the clean copy: a fixed term of the mean, not a sample of its error."""
         self.clean = 1
 
-    def update(
-        self, attributions: tuple[Tensor, ...], k: int, rows: Tensor | None, group: int
-    ) -> None:
-        """Feed one chunk of ``k`` copies per example, in groups of ``group`` adjacent copies."""
+    def update(self, attributions: tuple[Tensor, ...], k: int, rows: Tensor | None) -> None:
+        """Feed one chunk of ``k`` copies per example, in groups of adjacent copies."""
+        group = self.group
         n_groups = attributions[0].shape[0] // group
         per_group = make_reducer(self.factory, n_groups, track_error=False)
         per_group.update(attributions, group)
@@ -149,6 +151,6 @@ class PairResults:
         se = self.means.standard_error()
         if not self.clean or self.means.count is None:
             return se
-        copies = 2 * self.means.count.to(torch.float64)
+        copies = self.group * self.means.count.to(torch.float64)
         share = copies / (copies + self.clean)
         return tuple(s * share.view(-1, *[1] * (s.dim() - 1)).to(s) for s in se)

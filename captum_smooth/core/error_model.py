@@ -112,6 +112,8 @@ class ErrorTracking:
         weight_draws: Whether several weight draws are made (weight noise, ``M > 1``).
         wanted: Whether the user asked for the error (``return_error`` or ``tolerance``).
         pairing: Which draws come in antithetic pairs (default: none).
+        include_clean: Whether the clean copy is averaged in (a fixed term of the mean, not a
+            sample of its error).
     """
 
     def __init__(
@@ -122,6 +124,7 @@ class ErrorTracking:
         weight_draws: bool,
         wanted: bool,
         pairing: Pairing | None = None,
+        include_clean: bool = False,
     ) -> None:
         self.factory = factory
         self.batch = batch
@@ -141,9 +144,13 @@ class ErrorTracking:
         #: The reducer of all samples.
         self.reducer: Reducer = reducer
         self.between: MeanReducer | None = MeanReducer(batch) if self.nested else None
+        # The error from the spread of independent groups of copies (pairs, or single copies)
+        # whenever a group is not the reducer's own sample: antithetic pairs, or a clean copy
+        # that is part of the mean without being a sample of its error.
+        grouped = self.pairing.inputs or (include_clean and traits.draw_average)
         self.pairs: PairResults | None = (
-            PairResults(factory, batch)
-            if self.wanted and self.pairing.inputs and not weight_draws
+            PairResults(factory, batch, group=2 if self.pairing.inputs else 1)
+            if self.wanted and grouped and not weight_draws
             else None
         )
         self._first_of_pair: tuple[Tensor, ...] | None = None
@@ -169,20 +176,20 @@ class ErrorTracking:
         return make_reducer(self.factory, self.batch, track_error=False) if self.nested else None
 
     def update(
-        self, attributions: tuple[Tensor, ...], k: int, rows: Tensor | None, *, paired: bool
+        self, attributions: tuple[Tensor, ...], k: int, rows: Tensor | None, *, noised: bool
     ) -> None:
-        """Feed one chunk to the pairs' error (antithetic input noise only; else nothing).
+        """Feed one chunk to the groups' error (pairs, or copies beside a clean copy).
 
         Args:
             attributions: The chunk's attributions, ``k`` adjacent copies per example.
             k: Copies per example.
             rows: The examples of the chunk (None: all).
-            paired: Whether the copies are antithetic pairs (not the clean copy).
+            noised: Whether the copies are noisy (else the clean copy).
         """
         if self.pairs is None:
             return
-        if paired:
-            self.pairs.update(attributions, k, rows, 2)
+        if noised:
+            self.pairs.update(attributions, k, rows)
         else:
             self.pairs.add_clean()
 

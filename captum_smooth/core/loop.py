@@ -166,6 +166,7 @@ class SamplingLoop:
             weight_draws=plan.has_weight_draws,
             wanted=plan.error_wanted,
             pairing=plan.pairing,
+            include_clean=plan.include_clean,
         )
         self.reducer: Reducer = self.tracking.reducer
         self.fed = torch.zeros(plan.batch, dtype=torch.long)
@@ -270,7 +271,7 @@ class SamplingLoop:
         for reducer in (self.reducer, draw_reducer):
             if reducer is not None:
                 reducer.update(attrs, k, rows=rows)
-        self.tracking.update(attrs, k, rows, paired=paired)
+        self.tracking.update(attrs, k, rows, noised=noised)
         self._count_fed(k, rows)
         if plan.want_delta and delta is not None:
             self.deltas.append(delta)

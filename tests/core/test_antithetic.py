@@ -138,10 +138,12 @@ class _AbsGradient(nn.Module):
         return (x * x.abs() / 2).flatten(1).sum(1, keepdim=True)
 
 
-def test_the_clean_copy_is_a_fixed_term_not_a_sample_of_the_error() -> None:
+@pytest.mark.parametrize("sampling", ["antithetic", "iid"])
+def test_the_clean_copy_is_a_fixed_term_not_a_sample_of_the_error(sampling: str) -> None:
     # include_clean (AdaptGrad's N + 1): the clean gradient is part of the mean but carries no
-    # noise. At x = 0 it is 0 while every pair mean |t| is positive, far from it relative to
-    # their spread: counted as a sample beside the pairs it inflated the reported error.
+    # noise. At x = 0 it is 0 while every sample |t| is positive, far from it relative to
+    # their spread: counted as a sample (beside the pairs, or among the i.i.d. copies) it
+    # inflated the reported error.
     x, n, repeats = torch.zeros(1, 64, dtype=torch.float64), 4, 200
     maps, ses = _repeat(
         lambda seed: SmoothTunnel(Saliency(_AbsGradient())).attribute(
@@ -151,7 +153,7 @@ def test_the_clean_copy_is_a_fixed_term_not_a_sample_of_the_error() -> None:
             kernel="uniform",
             abs=False,
             generator=seed,
-            sampling="antithetic",
+            sampling=sampling,
             include_clean=True,
             return_error=True,
         ),
