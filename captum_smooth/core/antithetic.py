@@ -27,7 +27,7 @@ from torch import Tensor
 from .reducers import MeanReducer, ReducerFactory, make_reducer
 from .stopping import StoppingRule
 
-__all__ = ["SAMPLING_MODES", "PairResults", "Pairing", "mirrored"]
+__all__ = ["SAMPLING_MODES", "GroupResults", "Pairing", "mirrored"]
 
 #: The values of the ``sampling`` option.
 SAMPLING_MODES = ("iid", "antithetic")
@@ -111,7 +111,7 @@ def mirrored(noise: Tensor) -> Tensor:
     return pairs.reshape((2 * noise.shape[0], *noise.shape[1:]))
 
 
-class PairResults:
+class GroupResults:
     """Per example, the results of whole groups of copies as i.i.d. samples, for the error.
 
     Each chunk is reduced per group of ``group`` adjacent copies (an antithetic pair, or one
@@ -147,7 +147,7 @@ class PairResults:
         self.means.update(tuple(per_group.result()), k // group, rows=rows)
 
     def standard_error(self) -> tuple[Tensor, ...]:
-        """The per-element standard error of the call's result, from the pairs' spread."""
+        """The per-element standard error of the call's result, from the groups' spread."""
         se = self.means.standard_error()
         if not self.clean or self.means.count is None:
             return se

@@ -21,7 +21,7 @@ import torch
 from captum._utils.common import _format_output
 from torch import Tensor
 
-from .antithetic import Pairing, PairResults
+from .antithetic import GroupResults, Pairing
 from .reducers import (
     ErrorReducer,
     MeanReducer,
@@ -141,18 +141,21 @@ class ErrorTracking:
         free = traits.error_is_free and not weight_draws
         paired = self.pairing.inputs or self.pairing.weights
         self.wanted = wanted or (free and (traits.draw_average or not paired))
-        #: The reducer of all samples.
-        self.reducer: Reducer = reducer
         self.between: MeanReducer | None = MeanReducer(batch) if self.nested else None
         # The error from the spread of independent groups of copies (pairs, or single copies)
         # whenever a group is not the reducer's own sample: antithetic pairs, or a clean copy
         # that is part of the mean without being a sample of its error.
         grouped = self.pairing.inputs or (include_clean and traits.draw_average)
-        self.pairs: PairResults | None = (
-            PairResults(factory, batch, group=2 if self.pairing.inputs else 1)
+        self.groups: GroupResults | None = (
+            GroupResults(factory, batch, group=2 if self.pairing.inputs else 1)
             if self.wanted and grouped and not weight_draws
             else None
         )
+        if self.groups is not None and wanted:
+            # The groups give the error: the reducer need not keep its own moments.
+            reducer = make_reducer(factory, batch, track_error=False)
+        #: The reducer of all samples.
+        self.reducer: Reducer = reducer
         self._first_of_pair: tuple[Tensor, ...] | None = None
 
     def _check(self, reducer: Reducer, traits: ReducerTraits, wanted: bool) -> None:
@@ -186,12 +189,12 @@ class ErrorTracking:
             rows: The examples of the chunk (None: all).
             noised: Whether the copies are noisy (else the clean copy).
         """
-        if self.pairs is None:
+        if self.groups is None:
             return
         if noised:
-            self.pairs.update(attributions, k, rows)
+            self.groups.update(attributions, k, rows)
         else:
-            self.pairs.add_clean()
+            self.groups.add_clean()
 
     def end_draw(self, draw: Reducer | None, rows: Tensor | None) -> None:
         """Feed the finished draw's result (of the examples still sampling) as one sample.
@@ -219,8 +222,8 @@ class ErrorTracking:
         if self._is_nested_now():
             assert self.between is not None
             return self.between.standard_error()
-        if self.pairs is not None:
-            return self.pairs.standard_error()
+        if self.groups is not None:
+            return self.groups.standard_error()
         if not isinstance(reducer, ErrorReducer):  # refused in __init__: a broken invariant
             raise RuntimeError(f"the reducer {type(reducer).__name__} has no `standard_error()`")
         return reducer.standard_error()

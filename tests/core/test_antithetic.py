@@ -11,7 +11,9 @@ from captum.attr import Saliency
 from torch import Tensor, nn
 
 from captum_smooth import FusionGrad, NoiseGrad, SmoothGrad, SmoothTaylor, SmoothTunnel, WeightNoise
-from captum_smooth.core.antithetic import mirrored
+from captum_smooth.core.antithetic import Pairing, mirrored
+from captum_smooth.core.error_model import ErrorTracking
+from captum_smooth.core.reducers import MeanSquareReducer
 from captum_smooth.core.router import COMMON_OPTIONS
 from captum_smooth.llm.gradient import GRADIENT_ROUTER
 from captum_smooth.llm.perturbation import PERTURBATION_ROUTER
@@ -265,3 +267,25 @@ def test_fusiongrad_pairs_weights_and_inputs_and_counts_draws() -> None:
     )  # fmt: skip
     assert torch.allclose(attr, model.weight.detach()[2].expand(2, 4), rtol=0, atol=1e-12)
     assert err.nested and err.n_samples.tolist() == [4, 4]
+
+
+@pytest.mark.parametrize("sampling", ["antithetic", "iid"])
+def test_beside_a_clean_copy_the_reducer_keeps_no_moments_of_its_own(sampling: str) -> None:
+    # The groups (pairs, or single copies beside the clean one) give the error: a reducer also
+    # tracking its own would reduce every chunk twice for nothing.
+    asked: list[bool] = []
+
+    def factory(batch: int, *, track_error: bool = False) -> MeanSquareReducer:
+        asked.append(track_error)
+        return MeanSquareReducer(batch, track_error=track_error)
+
+    tracking = ErrorTracking(
+        factory,
+        2,
+        weight_draws=False,
+        wanted=True,
+        pairing=Pairing(inputs=sampling != "iid"),
+        include_clean=True,
+    )
+    assert tracking.groups is not None
+    assert asked[0] is True and asked[-1] is False  # checked with the error, made without it
