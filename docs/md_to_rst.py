@@ -17,7 +17,7 @@ import re
 import sys
 from pathlib import Path
 
-UNDERLINES = "=-~^\""
+UNDERLINES = '=-~^"'
 CODE = re.compile(r"(`+)(.+?)\1", flags=re.S)
 LINK = re.compile(r"(!?)\[([^\]]+)\]\(([^)\s]+)\)")
 EMPHASIS = re.compile(r"(\*\*|\*)(?=\S)(.+?)(?<=\S)\1", flags=re.S)

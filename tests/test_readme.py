@@ -148,7 +148,8 @@ def _rst_python_blocks(text: str) -> list[str]:
 
 @pytest.mark.parametrize(("row", "names"), [("kernels", kernel_names), ("reducers", reducer_names)])
 def test_usage_lists_every_registered_part(row: str, names) -> None:
-    listed = re.search(rf"\* - {row}\b.*\n\s+- (.*?), or your own", (DOCS / "usage.rst").read_text())
+    usage = (DOCS / "usage.rst").read_text()
+    listed = re.search(rf"\* - {row}\b.*\n\s+- (.*?), or your own", usage)
     assert listed is not None, f"docs/usage.rst has no {row} row"
     assert [n.strip() for n in listed.group(1).split(",")] == names()
 
