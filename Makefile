@@ -69,12 +69,25 @@ gpu-wheels:
 gpu-dry-run: setup
 	DRY_RUN=1 PYTHON=$(BIN)/python bash benchmarks/gpu/run.sh out/gpu-dry-run
 
-.PHONY: docs dist dist-check
+.PHONY: docs docs-check dist dist-check
 
 # The documentation site (docs/, Sphinx: autodoc + napoleon) into docs/_build/html; any warning
 # fails the build (-W), all of them are reported first (--keep-going).
 docs: setup
 	$(BIN)/python -m sphinx -b html -W --keep-going -q docs docs/_build/html
+
+# The built site in a real browser (tests/docs_site: headless Chromium opens the index, an API
+# page, the search and the tutorials; every internal link resolves). `make test` skips these
+# without a built site or Chromium; here CAPTUM_SMOOTH_REQUIRE_SITE=1 makes them required.
+# Debian's chromium is installed through apt when missing (as root), as ci/insights-env.sh does.
+docs-check: docs
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "docs-check: installing chromium (apt-get)"; \
+			apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
+				apt-get install -y -q --no-install-recommends chromium >/dev/null; \
+		else echo "docs-check: no chromium, and apt-get needs root: the browser tests fail" >&2; fi; }
+	CAPTUM_SMOOTH_REQUIRE_SITE=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/docs_site
 
 # The release files into dist/: the sdist, then the wheel built from it, with the setuptools of
 # .venv (--no-isolation: nothing fetched at build time); twine checks their metadata.

@@ -60,5 +60,15 @@ def _skip_namedtuple_fields(app, what, name, obj, skip, options):
     return None
 
 
+def _only_our_sources(app, *args):
+    """viewcode lists a documented tuple's module ("builtins") with a link to a page it never
+    writes (tests/docs_site finds the broken link): only this package's sources are listed."""
+    modules = getattr(app.env, "_viewcode_modules", {})
+    for name in [n for n in modules if not n.startswith("captum_smooth")]:
+        del modules[name]
+    return []
+
+
 def setup(app):
     app.connect("autodoc-skip-member", _skip_namedtuple_fields)
+    app.connect("html-collect-pages", _only_our_sources, priority=100)  # before viewcode's

@@ -10,6 +10,7 @@ documented elsewhere. Skipped where Sphinx is not installed (the ``docs`` extra)
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
 from pathlib import Path
 
@@ -94,3 +95,38 @@ def test_every_page_is_in_the_api_index() -> None:
     index = (API / "index.rst").read_text().split()
     pages = sorted(p.stem for p in API.glob("*.rst") if p.stem != "index")
     assert [p for p in pages if p not in index] == []
+
+
+# ------------------------------------------------------------------------ pages made from Markdown
+
+
+def _md_to_rst():
+    spec = importlib.util.spec_from_file_location("md_to_rst", API.parent / "md_to_rst.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_benchmarks_page_is_the_benchmarks_readme() -> None:
+    # One source: benchmarks/README.md. Refresh the page with
+    # `python docs/md_to_rst.py benchmarks/README.md docs/benchmarks.rst`.
+    readme = API.parents[1] / "benchmarks" / "README.md"
+    page = (API.parent / "benchmarks.rst").read_text()
+    assert page == _md_to_rst().convert(readme.read_text(), "benchmarks/"), (
+        "docs/benchmarks.rst is out of date: python docs/md_to_rst.py benchmarks/README.md "
+        "docs/benchmarks.rst"
+    )
+
+
+def test_markdown_conversion_of_what_rst_cannot_nest() -> None:
+    convert = _md_to_rst().convert
+    text = "# T\n\n- **So `demo` draws\n  pairs**, see [`RESULTS.md`](RESULTS.md) and [site](https://x.y)\n"
+    assert convert(text, "benchmarks/") == (
+        "T\n=\n\n- **So demo draws\n  pairs**, see ``benchmarks/RESULTS.md`` and"
+        " `site <https://x.y>`__\n"
+    )
+    table = "| a | `b`c |\n|---|---|\n| 1 | |\n"
+    assert convert("# T\n\n" + table).endswith(
+        ".. list-table::\n   :header-rows: 1\n\n   * - a\n     - ``b``\\ c\n   * - 1\n     -\n"
+    )
