@@ -28,7 +28,7 @@ from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any, TypeVar
 
-__all__ = ["GUARD", "SignalGuard", "critical"]
+__all__ = ["GUARD", "GuardedContext", "SignalGuard", "critical"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 #: A Python-level signal handler, as ``signal.signal`` installs it.
@@ -83,6 +83,15 @@ class SignalGuard:
     :meth:`hold` installs the guard (the first time, on the main thread), :meth:`release`
     takes it away when the last holder releases it, :meth:`deliver` runs the handlers of the
     signals held back so far. Every method is a no-op off the main thread.
+
+    Installing and taking away the guard go one signal after another, so a signal that is not
+    (or no longer) under the guard may run its own handler half-way and raise. Both are all or
+    nothing for such an exception: :meth:`hold` cut short takes away what it had installed and
+    counts no holder; :meth:`release` cut short still puts back every original handler. Both
+    are critical sections: once the guard is over a signal, that signal waits for
+    :meth:`deliver` until they return, so the holder count and the installed handlers never
+    disagree. A handler that runs during either (it raises, or it opens a session of its own,
+    which holds and releases the guard) finds the guard in a consistent state.
     """
 
     def __init__(self) -> None:
@@ -100,16 +109,37 @@ class SignalGuard:
         elif original is not None:
             original(signum, frame)
 
+    @critical
     def hold(self) -> None:
-        """Install the guard over every signal that has a Python handler (nested: counted)."""
+        """Install the guard over every signal that has a Python handler (nested: counted).
+
+        Raises:
+            BaseException: what a signal's own handler raised before the guard was over it;
+                then nothing is held and every handler is the one the process had.
+        """
         if not _on_main_thread():
             return
         if self.depth == 0:
-            self._install()
+            try:
+                # A second pass: a handler that ran during the first one may have held and
+                # released the guard (a session of its own), taking away what was installed.
+                while self._install():
+                    pass
+            except BaseException:
+                self._uninstall()
+                raise
+        # The guard is over every signal now and this is a critical section: no signal's
+        # exception can come between the installation and the count.
         self.depth += 1
 
+    @critical
     def release(self) -> None:
-        """Undo one :meth:`hold`; the last one puts the original handlers back."""
+        """Undo one :meth:`hold`; the last one puts the original handlers back.
+
+        Raises:
+            BaseException: what a signal's own handler raised once it was put back; every
+                other original handler is put back all the same.
+        """
         if not _on_main_thread() or self.depth == 0:
             return
         self.depth -= 1
@@ -129,7 +159,9 @@ class SignalGuard:
             if handler is not None:
                 handler(signum, frame)
 
-    def _install(self) -> None:
+    def _install(self) -> bool:
+        """Put the guard over every signal with a Python handler; whether any was changed."""
+        changed = False
         for signum in _CATCHABLE:
             try:
                 current = signal.getsignal(signum)
@@ -141,18 +173,93 @@ class SignalGuard:
             self.originals[signum] = current
             try:
                 signal.signal(signum, self)
+                changed = True
             except (ValueError, OSError):  # not the main interpreter, or not settable
                 del self.originals[signum]
+        return changed
 
+    @critical
     def _uninstall(self) -> None:
+        """Put every original handler back, even if a signal's exception cuts the loop short.
+
+        The loop takes the next signal from ``originals`` each time (not from a list made
+        beforehand): a handler that runs in between may hold and release the guard itself,
+        which empties ``originals``.
+        """
         # Held apart from `self`: the identity test below narrows `self` to getsignal's type.
         originals = self.originals
-        for signum in list(originals):
-            # A handler the user installed during the session stays where it is.
-            if signal.getsignal(signum) is self:
-                signal.signal(signum, originals[signum])
-            del originals[signum]
+        try:
+            while originals:
+                signum = next(iter(originals))
+                # A handler the user installed during the session stays where it is.
+                if signal.getsignal(signum) is self:
+                    signal.signal(signum, originals[signum])
+                originals.pop(signum, None)
+        finally:
+            if originals:  # a signal put back already raised: finish, then let it through
+                self._uninstall()
 
 
 #: The one guard of this process.
 GUARD = SignalGuard()
+
+
+class GuardedContext:
+    """A context manager whose entry and exit no signal's exception can cut short.
+
+    Subclasses write :meth:`_enter` (the change) and :meth:`_exit` (its undoing); both run
+    inside critical sections while the guard is held from the start of the entry to the end
+    of the exit, so a signal that arrives during either is handled once it is complete (its
+    exception then comes from ``__enter__``, after the change was undone, or from
+    ``__exit__``). A class, not a ``@contextmanager`` generator: a signal that arrives in a
+    generator's exit path, before its ``finally``, would skip the undoing.
+
+    Examples::
+
+        >>> class Flag(GuardedContext):
+        ...     def _enter(self): state["on"] = True
+        ...     def _exit(self, errors, failed): state["on"] = False
+    """
+
+    _holding = False
+
+    def _enter(self) -> Any:
+        """Make the change; what ``with ... as`` binds. Undone by :meth:`_exit` if it fails."""
+        return None
+
+    def _exit(self, errors: list[BaseException], failed: bool) -> None:
+        """Undo whatever :meth:`_enter` did (also a part of it); append errors, do not raise.
+
+        ``failed``: the block (or the entry) ended by an exception.
+        """
+
+    @critical
+    def __enter__(self) -> Any:
+        try:
+            GUARD.hold()
+            self._holding = True
+            result = self._enter()
+            GUARD.deliver()  # signals that came during the change, now that it is complete
+        except BaseException as err:
+            self.__exit__(type(err), err, err.__traceback__)
+            raise
+        return result
+
+    @critical
+    def __exit__(self, *exc_info: Any) -> None:
+        errors: list[BaseException] = []
+        try:
+            self._exit(errors, exc_info[0] is not None)
+        except BaseException as err:  # a subclass's own failure: the guard is released anyway
+            errors.append(err)
+        if self._holding:
+            self._holding = False
+            try:
+                GUARD.release()
+            except BaseException as err:
+                errors.append(err)
+        try:
+            GUARD.deliver()  # the change is undone: the signals held back are handled now
+        finally:
+            if errors:
+                raise errors[0]
