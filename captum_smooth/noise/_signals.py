@@ -22,6 +22,7 @@ interrupted by a signal's exception anyway.
 
 from __future__ import annotations
 
+import importlib
 import signal
 import threading
 from collections.abc import Callable
@@ -73,6 +74,14 @@ _CATCHABLE = tuple(
 )
 
 
+#: ``signal.getsignal`` without its conversion of the result to an enum (20x faster: the guard
+#: reads every signal's handler on each call it guards); the identity of a Python handler is
+#: the same either way.
+_getsignal: Callable[[int], object] = getattr(
+    importlib.import_module("_signal"), "getsignal", signal.getsignal
+)
+
+
 def _on_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
@@ -121,10 +130,11 @@ class SignalGuard:
             return
         if self.depth == 0:
             try:
-                # A second pass: a handler that ran during the first one may have held and
-                # released the guard (a session of its own), taking away what was installed.
-                while self._install():
-                    pass
+                installed = self._install(_CATCHABLE)
+                # A handler that ran meanwhile may have held and released the guard (a session
+                # of its own), taking it off signals installed before: put it back over them.
+                while installed:
+                    installed = self._install(installed)
             except BaseException:
                 self._uninstall()
                 raise
@@ -159,12 +169,17 @@ class SignalGuard:
             if handler is not None:
                 handler(signum, frame)
 
-    def _install(self) -> bool:
-        """Put the guard over every signal with a Python handler; whether any was changed."""
-        changed = False
-        for signum in _CATCHABLE:
+    def _install(self, signals: tuple[int, ...]) -> tuple[int, ...]:
+        """Put the guard over those of ``signals`` that have a Python handler.
+
+        Returns:
+            The signals it was put over, if a handler that is not the guard's ran meanwhile
+            (the guard may have been taken off them); empty otherwise.
+        """
+        changed: list[int] = []
+        for signum in signals:
             try:
-                current = signal.getsignal(signum)
+                current = _getsignal(signum)
             except (ValueError, OSError):  # pragma: no cover - platform specific
                 continue
             if current is self or not callable(current):
@@ -173,10 +188,12 @@ class SignalGuard:
             self.originals[signum] = current
             try:
                 signal.signal(signum, self)
-                changed = True
+                changed.append(signum)
             except (ValueError, OSError):  # not the main interpreter, or not settable
                 del self.originals[signum]
-        return changed
+        if all(_getsignal(signum) is self for signum in changed):
+            return ()
+        return tuple(changed)
 
     @critical
     def _uninstall(self) -> None:
@@ -192,7 +209,7 @@ class SignalGuard:
             while originals:
                 signum = next(iter(originals))
                 # A handler the user installed during the session stays where it is.
-                if signal.getsignal(signum) is self:
+                if _getsignal(signum) is self:
                     signal.signal(signum, originals[signum])
                 originals.pop(signum, None)
         finally:
