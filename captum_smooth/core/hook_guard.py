@@ -23,6 +23,9 @@ What is removed, and what is not:
   thread registered on the same model meanwhile.
 * Tensor hooks are not looked at: Captum puts them on the tensors of one pass (outputs,
   inputs), never on parameters, and those tensors are dropped with the call.
+
+:class:`NoGrad` is the call's ``torch.no_grad()`` with the same protection: the caller's grad
+mode comes back whatever interrupts the call.
 """
 
 from __future__ import annotations
@@ -30,13 +33,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import torch
 import torch.nn.modules.module as torch_module
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from ..noise._signals import GuardedContext
 
-__all__ = ["HookGuard", "modules_of"]
+__all__ = ["HookGuard", "NoGrad", "modules_of"]
 
 #: The hook dictionaries of a module, keyed by handle id (torch 2.x; absent ones are skipped).
 MODULE_HOOK_DICTS = (
@@ -155,3 +159,30 @@ class HookGuard(GuardedContext):
         roots = modules_of(*self._owners)
         for hooks in (*GLOBAL_HOOK_DICTS, *_hook_dicts(roots)):
             self.removed += _drop_newer(hooks, first_new)
+
+
+class NoGrad(GuardedContext):
+    """``torch.no_grad()`` whose exit no signal's exception can skip.
+
+    ``torch.no_grad().__exit__`` puts the caller's grad mode back in its one statement; a
+    Ctrl-C that arrives at its first bytecode skips it, and the caller's process is left with
+    gradients off. Here the exit is a critical section: the mode is put back first, then the
+    signal's exception is raised.
+
+    Examples::
+
+        >>> with NoGrad():
+        ...     assert not torch.is_grad_enabled()
+    """
+
+    def __init__(self) -> None:
+        self._previous: bool | None = None
+
+    def _enter(self) -> None:
+        self._previous = torch.is_grad_enabled()
+        torch.set_grad_enabled(False)
+
+    def _exit(self, errors: list[BaseException], failed: bool) -> None:
+        previous, self._previous = self._previous, None
+        if previous is not None:
+            torch.set_grad_enabled(previous)

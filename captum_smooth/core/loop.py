@@ -29,7 +29,7 @@ from .._warnings import warn
 from .counter_noise import CounterStream
 from .error_model import ErrorTracking, MonteCarloError
 from .expansion import expand_kwargs, select_examples, select_kwargs
-from .hook_guard import HookGuard
+from .hook_guard import HookGuard, NoGrad
 from .layer_noise import LayerNoise
 from .noising import draw_noise, evaluate_sigma, noisy_copies
 from .plan import SamplingPlan
@@ -204,7 +204,7 @@ class SamplingLoop:
             with (
                 # Hooks registered during the call go if it is interrupted (Ctrl-C in Captum).
                 HookGuard(self.method, self.plan.noise_layer, self.plan.weight_noise),
-                torch.no_grad(),
+                NoGrad(),  # torch.no_grad() whose exit a Ctrl-C cannot skip
                 seeded_global_states(self.plan.generator),  # inner methods' own draws
                 self.plan.weight_noise.session(model) as perturber,
                 self.layer,

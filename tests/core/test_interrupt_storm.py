@@ -5,10 +5,10 @@ with a generator (so the loop seeds and puts back the global random states) and 
 embedding (the loop's own hooks too). A signal whose handler raises KeyboardInterrupt arrives
 at a random moment of the call, sent by an interval timer or by another thread. The tests
 count the calls the signal really interrupted (its KeyboardInterrupt came out of the call) and
-require that every call, interrupted or not, left the model's hooks, its output and the global
-random states exactly as they were; calls are made until enough of them were interrupted
-(never "N timers fire in a time window": a loaded machine delivers them late, such a call is
-checked and not counted).
+require that every call, interrupted or not, left the model's hooks, its output, the global
+random states and the grad mode exactly as they were; calls are made until enough of them were
+interrupted (never "N timers fire in a time window": a loaded machine delivers them late, such
+a call is checked and not counted).
 """
 
 from __future__ import annotations
@@ -57,10 +57,16 @@ class Storm:
     hooks_left: int = 0
     random_states_changed: int = 0
     output_changed: int = 0
+    grad_mode_changed: int = 0
 
     @property
     def corrupted(self) -> int:
-        return self.hooks_left + self.random_states_changed + self.output_changed
+        return (
+            self.hooks_left
+            + self.random_states_changed
+            + self.output_changed
+            + self.grad_mode_changed
+        )
 
 
 def by_timer(delay: float) -> Callable[[], None]:
@@ -131,7 +137,9 @@ def storm(alarm: dict[str, Any], sender: str, n_interrupted: int, seed: int) -> 
             done.interrupted, duration = done.interrupted + 1, duration * 1.1
         else:
             duration = time.perf_counter() - start
-        torch.set_grad_enabled(True)  # a signal may hit torch.no_grad()'s own exit
+        if not torch.is_grad_enabled():
+            done.grad_mode_changed += 1
+            torch.set_grad_enabled(True)
         if hooks(model) != hooks_before:
             done.hooks_left += 1
             hooks_before = hooks(model)  # each damage counted once
