@@ -148,9 +148,10 @@ class HookGuard(GuardedContext):
         self._first_new: int | None = None
         self.removed = 0
 
-    def _enter(self) -> None:
+    def _enter(self) -> Any:
         self._first_new = RemovableHandle.next_id
         self.removed = 0
+        return None
 
     def _exit(self, errors: list[BaseException], failed: bool) -> None:
         first_new, self._first_new = self._first_new, None
