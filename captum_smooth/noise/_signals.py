@@ -203,7 +203,6 @@ class SignalGuard:
         beforehand): a handler that runs in between may hold and release the guard itself,
         which empties ``originals``.
         """
-        # Held apart from `self`: the identity test below narrows `self` to getsignal's type.
         originals = self.originals
         try:
             while originals:
