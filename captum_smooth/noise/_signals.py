@@ -157,17 +157,31 @@ class SignalGuard:
             self._uninstall()
 
     def deliver(self) -> None:
-        """Run the handlers of the signals held back, in arrival order.
+        """Run the handlers of the signals held back, in arrival order, every one of them.
+
+        As Python would: a handler that raises does not stop the next one (Python runs that
+        at its next check, while the first exception unwinds), and the last exception raised
+        is the one that comes out, the earlier ones as its ``__context__``. No signal is left
+        pending for a later, unrelated call (or for none).
 
         Raises:
-            BaseException: whatever a handler raises (the signals after it stay pending).
+            BaseException: the last exception a handler raised.
         """
         if not _on_main_thread():
             return
+        error: BaseException | None = None
         while self.pending:
             handler, signum, frame = self.pending.pop(0)
-            if handler is not None:
+            if handler is None:
+                continue
+            try:
                 handler(signum, frame)
+            except BaseException as err:
+                if error is not None and err is not error and err.__context__ is None:
+                    err.__context__ = error
+                error = err
+        if error is not None:
+            raise error
 
     def _install(self, signals: tuple[int, ...]) -> tuple[int, ...]:
         """Put the guard over those of ``signals`` that have a Python handler.
