@@ -29,6 +29,7 @@ from .._warnings import warn
 from .counter_noise import CounterStream
 from .error_model import ErrorTracking, MonteCarloError
 from .expansion import expand_kwargs, select_examples, select_kwargs
+from .hook_guard import HookGuard, NoGrad
 from .layer_noise import LayerNoise
 from .noising import draw_noise, evaluate_sigma, noisy_copies
 from .plan import SamplingPlan
@@ -201,7 +202,9 @@ class SamplingLoop:
         model = self.method.forward_func
         try:
             with (
-                torch.no_grad(),
+                # Hooks registered during the call go if it is interrupted (Ctrl-C in Captum).
+                HookGuard(self.method, self.plan.noise_layer, self.plan.weight_noise),
+                NoGrad(),  # torch.no_grad() whose exit a Ctrl-C cannot skip
                 seeded_global_states(self.plan.generator),  # inner methods' own draws
                 self.plan.weight_noise.session(model) as perturber,
                 self.layer,

@@ -20,13 +20,13 @@ from __future__ import annotations
 import contextlib
 import numbers
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
 from .._checks import seed_from
+from ..noise._signals import GuardedContext
 
 __all__ = ["derive_seed", "peek_seed", "seeded_global_states"]
 
@@ -101,29 +101,69 @@ def _seed(seed: int, device: torch.device) -> None:
             torch.cuda.manual_seed(seed)
 
 
-def _restore(state: dict[str, Any], device: torch.device) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+def _restore(state: dict[str, Any], device: torch.device, errors: list[BaseException]) -> None:
+    """Put every saved state back; a step that fails does not stop the others."""
+    steps: list[tuple[Any, tuple[Any, ...]]] = [
+        (random.setstate, (state["python"],)),
+        (np.random.set_state, (state["numpy"],)),
+        (torch.set_rng_state, (state["torch"],)),
+    ]
     if "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
+        steps.append((torch.cuda.set_rng_state, (state["cuda"], device)))
+    for step, args in steps:
+        try:
+            step(*args)
+        except Exception as err:
+            errors.append(err)
 
 
-@contextlib.contextmanager
-def seeded_global_states(generator: torch.Generator | None) -> Iterator[None]:
+class _SeededGlobalStates(GuardedContext):
+    """:func:`seeded_global_states` with a generator: entry and exit under the signal guard.
+
+    A signal's exception (Ctrl-C, a SIGALRM timeout) that arrives while the states are seeded
+    or put back is raised once they are complete (:class:`~captum_smooth.noise._signals.
+    GuardedContext`): the caller's states come back on every exit, also from an interrupt.
+    """
+
+    def __init__(self, generator: torch.Generator) -> None:
+        self._generator = generator
+        self._start: torch.Tensor | None = None
+        self._saved: dict[str, Any] | None = None
+
+    def _enter(self) -> None:
+        generator = self._generator
+        self._start = generator.get_state()
+        self._saved = _save(generator.device)
+        _seed(peek_seed(generator), generator.device)
+
+    def _exit(self, errors: list[BaseException], failed: bool) -> None:
+        saved, start, generator = self._saved, self._start, self._generator
+        self._saved = self._start = None
+        if saved is None:  # the entry failed before anything was seeded
+            return
+        _restore(saved, generator.device, errors)
+        if start is not None and torch.equal(generator.get_state(), start):
+            # The block drew nothing from the generator itself: the seed is taken from it
+            # now, so that the next block with the same generator draws other numbers.
+            seed_from(generator)
+
+
+def seeded_global_states(generator: torch.Generator | None) -> contextlib.AbstractContextManager:
     """Seed Python's, numpy's and torch's global random states from ``generator`` for a block.
 
     The seed is the number :func:`~captum_smooth._checks.seed_from` draws from ``generator``,
     read from a copy of it, so the generator's stream stays the source of every draw and the
     block's own draws from the generator are the ones it would make without this (a block
     that draws nothing from it takes the seed from it on exit). On exit, normal or not, the
-    states the caller had are put back.
+    states the caller had are put back, also when a signal's exception (Ctrl-C) arrives while
+    they are being put back: it is raised once they are (see
+    :class:`~captum_smooth.noise._signals.GuardedContext`).
 
     Args:
         generator: The call's generator; None leaves every global state alone.
 
-    Yields:
-        Nothing; inside the block the global states are seeded.
+    Returns:
+        A context manager; inside its block the global states are seeded.
 
     Examples::
 
@@ -134,20 +174,8 @@ def seeded_global_states(generator: torch.Generator | None) -> Iterator[None]:
         ...     assert np.random.rand() == a
     """
     if generator is None:
-        yield
-        return
-    device = generator.device
-    start = generator.get_state()
-    saved = _save(device)
-    try:
-        _seed(peek_seed(generator), device)
-        yield
-    finally:
-        _restore(saved, device)
-        if torch.equal(generator.get_state(), start):
-            # The block drew nothing from the generator itself: the seed is taken from it
-            # now, so that the next block with the same generator draws other numbers.
-            seed_from(generator)
+        return contextlib.nullcontext()
+    return _SeededGlobalStates(generator)
 
 
 def peek_seed(generator: torch.Generator) -> int:

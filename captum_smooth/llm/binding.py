@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor, nn
 
 from ..core import LoopOptions, MonteCarloError, SamplingReport, SmoothTunnel
+from ..core.hook_guard import HookGuard
 
 __all__ = ["BoundForward", "SmoothedCall", "routed_through"]
 
@@ -70,13 +71,37 @@ class SmoothedCall:
         return out
 
 
-@contextlib.contextmanager
-def routed_through(wrapper: Any, call: SmoothedCall) -> Iterator[SmoothedCall]:
+class _Routed(HookGuard):
+    """:func:`routed_through`'s context manager: the swap and its undoing are guarded, and
+    hooks registered on the wrapper's model during an interrupted call are removed (the
+    embedding noise of FusionGrad registers its hook outside the loop's own guard)."""
+
+    def __init__(self, wrapper: Any, call: SmoothedCall) -> None:
+        super().__init__(getattr(wrapper, "model", None), call.method)
+        self._wrapper = wrapper
+        self._call = call
+        self._inner: Any = None
+        self._swapped = False
+
+    def _enter(self) -> SmoothedCall:
+        super()._enter()
+        self._inner, self._wrapper.attr_method = self._wrapper.attr_method, self._call
+        self._swapped = True
+        return self._call
+
+    def _exit(self, errors: list[BaseException], failed: bool) -> None:
+        if self._swapped:
+            self._swapped = False
+            self._wrapper.attr_method = self._inner
+            self._wrapper.last_reports = self._call.reports
+        super()._exit(errors, failed)
+
+
+def routed_through(
+    wrapper: Any, call: SmoothedCall
+) -> contextlib.AbstractContextManager[SmoothedCall]:
     """Within the block, ``wrapper`` (a Captum LLM class) calls ``call`` as its inner method;
-    its own method is put back on exit, also on error, and ``wrapper.last_reports`` is set."""
-    inner, wrapper.attr_method = wrapper.attr_method, call
-    try:
-        yield call
-    finally:
-        wrapper.attr_method = inner
-        wrapper.last_reports = call.reports
+    its own method is put back on exit, also on error or Ctrl-C, ``wrapper.last_reports`` is
+    set, and hooks the interrupted block left on the wrapper's model are removed
+    (:class:`~captum_smooth.core.hook_guard.HookGuard`)."""
+    return _Routed(wrapper, call)

@@ -111,35 +111,6 @@ def session_locks(model: nn.Module) -> list[threading.RLock]:
     return sorted(locks, key=id)
 
 
-def _finish_uninstall() -> None:
-    """Put back the handlers a signal's exception left under the guard with no holder.
-
-    :meth:`SignalGuard.hold` installs the guard one signal after another, and
-    :meth:`SignalGuard.release` takes it away the same way: a signal that is still (or again)
-    on its own handler may raise half-way, leaving the guard over some signals, held by nobody.
-    """
-    if GUARD.depth == 0 and GUARD.originals:
-        GUARD.depth = 1
-        GUARD.release()
-
-
-def _hold_guard() -> None:
-    """:meth:`SignalGuard.hold`; if a signal's exception cuts it short, nothing is left held."""
-    try:
-        GUARD.hold()
-    except BaseException:
-        _finish_uninstall()
-        raise
-
-
-def _release_guard() -> None:
-    """:meth:`SignalGuard.release`, finished even if a signal's exception cuts it short."""
-    try:
-        GUARD.release()
-    finally:
-        _finish_uninstall()
-
-
 class _NoiseSettings(Protocol):
     """What a session reads off its weight noise when it is entered (a ``WeightNoise``)."""
 
@@ -186,7 +157,7 @@ class WeightSession:
             raise RuntimeError("this weight-noise session is already open; open a new one")
         selected = self._noise.selected_parameters(self._model)  # nothing changed yet
         try:
-            _hold_guard()
+            GUARD.hold()  # all or nothing (see SignalGuard)
             self._held = True
             self._acquire(session_locks(self._model))
             self._state = ModelState(self._model, [p for _, p in selected])
@@ -232,7 +203,7 @@ class WeightSession:
         self._release(self._acquired, errors)
         if self._held:
             self._held = False
-            attempt(errors, _release_guard)
+            attempt(errors, GUARD.release)  # puts every handler back, even if cut short
         try:
             GUARD.deliver()  # the model is whole: the signals held back are handled now
         finally:
