@@ -9,23 +9,39 @@ augmentations of them (flips, crops, brightness), at the image size of the run. 
 agrees with itself everywhere, so ``s`` is the largest scale at which the perturbed models keep
 at least 95 % of those predictions. The output says so.
 
+When the search ends before any scale failed (a model robust to weight noise), ``s`` is only
+the largest scale tried, a lower bound: the choice says ``bracketed=False`` and the text "at
+least s".
+
 A calibration takes seconds to a minute on a CPU; its result is cached per model fingerprint (a
 SHA-256 of the model's state: names, dtypes, shapes and bytes of every parameter and buffer)
 and image size, in ``$CAPTUM_SMOOTH_CACHE`` or the user's cache folder
 (``$XDG_CACHE_HOME/captum-smooth``, default ``~/.cache/captum-smooth``), file
-``weight-noise.json``.
+``weight-noise.json``. An entry is used only if every field has its type and range (else it is
+recalibrated, with a warning naming the file). Writes are serialized across processes by an
+exclusive ``flock`` on ``weight-noise.json.lock`` beside it (read, add, write back under the
+lock) and replace the file atomically; a failed write leaves no temporary file. A file that is
+not a JSON object is kept aside as ``weight-noise.json.corrupt`` before a new one is written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import math
 import os
 import tempfile
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+try:  # POSIX; elsewhere writes are atomic but not serialized across processes
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
 
 import torch
 from torch import Tensor, nn
@@ -47,6 +63,8 @@ TARGET_DROP = 0.05
 N_DRAWS = 2
 MAX_ITER = 6
 INITIAL_STDEV = 0.01
+#: The largest scale the search may return (calibrate_weight_noise's ``max_stdev``).
+MAX_STDEV = 2.0
 #: Augmented copies per bundled photo (the photo itself included).
 COPIES = 6
 #: What the accuracy is measured against (printed and reported).
@@ -55,7 +73,7 @@ PROXY = (
     "predictions on scikit-image's bundled photos and their augmentations"
 )
 #: Changes whenever the proxy data or the search settings change (part of the cache key).
-_VERSION = f"v2-copies{COPIES}-draws{N_DRAWS}-iter{MAX_ITER}-from{INITIAL_STDEV}-drop{TARGET_DROP}"
+_VERSION = f"v3-copies{COPIES}-draws{N_DRAWS}-iter{MAX_ITER}-from{INITIAL_STDEV}-drop{TARGET_DROP}"
 
 
 @dataclass
@@ -68,6 +86,8 @@ class WeightNoiseChoice:
         threshold: The agreement a scale had to keep (``1 - TARGET_DROP``).
         n_images: Proxy images (photos times augmentations).
         fingerprint: The model fingerprint (:func:`model_fingerprint`).
+        bracketed: Whether a larger scale was tried and failed; False when every scale tried
+            kept the agreement, so that ``stdev`` is only a lower bound.
         cached: Whether the result was read from the cache.
         cache_file: The cache file (None when none could be written).
         history: ``(s, agreement)`` of every scale tried.
@@ -79,6 +99,7 @@ class WeightNoiseChoice:
     threshold: float
     n_images: int
     fingerprint: str
+    bracketed: bool
     cached: bool = False
     cache_file: str | None = None
     history: list[tuple[float, float]] = field(default_factory=list)
@@ -91,10 +112,17 @@ class WeightNoiseChoice:
     def describe(self) -> str:
         """One paragraph for the terminal."""
         source = f"cached in {self.cache_file}" if self.cached else "calibrated now"
+        keeping = f"keeping {1 - TARGET_DROP:.0%} of the clean accuracy"
+        chosen = (
+            f"the largest s {keeping}"
+            if self.bracketed
+            else f"at least s {keeping}: every scale tried kept it, s is the largest tried, a "
+            "lower bound"
+        )
         return (
-            f"weight noise of NoiseGrad/FusionGrad: s = {self.stdev:.3g} ({source}), the largest "
-            f"s keeping {1 - TARGET_DROP:.0%} of the clean accuracy (the NoiseGrad authors' "
-            f"heuristic); {PROXY} ({self.n_images} images): {self.agreement:.3f} at s"
+            f"weight noise of NoiseGrad/FusionGrad: s = {self.stdev:.3g} ({source}), {chosen} "
+            f"(the NoiseGrad authors' heuristic); {PROXY} ({self.n_images} images): "
+            f"{self.agreement:.3f} at s"
         )
 
 
@@ -152,27 +180,162 @@ def _random_crops(photos: Tensor, generator: torch.Generator) -> Tensor:
     return torch.cat(crops)
 
 
-def _read_cache(path: Path) -> dict[str, Any]:
+def _read_cache(path: Path) -> tuple[dict[str, Any], str | None]:
+    """The cache's entries, and why its content is not a JSON object (None when absent or read).
+
+    Raises:
+        OSError: The file exists but cannot be read (a folder, no permission).
+    """
     try:
         data = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    except FileNotFoundError:
+        return {}, None
+    except ValueError as err:  # not JSON, not UTF-8
+        return {}, f"{type(err).__name__}: {err}"
+    if not isinstance(data, dict):
+        return {}, f"a JSON {type(data).__name__}, not an object"
+    return data, None
 
 
-def _write_cache(path: Path, key: str, entry: dict[str, Any]) -> bool:
-    """Add ``entry`` under ``key`` atomically; False when the cache cannot be written."""
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path.lock``: one process at a time reads and writes ``path``.
+
+    The lock file stays (removing it would let two processes lock two different files).
+    """
+    handle = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = _read_cache(path)
-        data[key] = entry
-        handle, tmp = tempfile.mkstemp(prefix=".weight-noise.", dir=path.parent)
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # releases the lock
+
+
+def _replace_atomically(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``.
+
+    Whatever fails (the disk full, ``path`` a folder, an interrupt), the temporary file is
+    removed and the error raised: ``path`` is either the old file or the new one.
+    """
+    handle, tmp = tempfile.mkstemp(prefix=".weight-noise.", suffix=".tmp", dir=path.parent)
+    try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             json.dump(data, out, indent=1)
+            out.flush()
+            os.fsync(out.fileno())
         os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _write_cache(path: Path, key: str, entry: dict[str, Any]) -> tuple[bool, list[str]]:
+    """Add ``entry`` under ``key``: read, add and write back under :func:`_locked`.
+
+    Returns:
+        Whether it was written, and what the user must know (why not, or that a corrupt file
+        was kept aside).
+    """
+    notes = []
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(path):
+            data, unreadable = _read_cache(path)
+            if unreadable is not None:
+                aside = path.with_name(path.name + ".corrupt")
+                os.replace(path, aside)
+                notes.append(
+                    f"the calibration cache {path} could not be read ({unreadable}): kept "
+                    f"aside as {aside}, a new one written"
+                )
+            data[key] = entry
+            _replace_atomically(path, data)
+    except OSError as err:
+        return False, [*notes, f"could not write the calibration cache {path}: {err}"]
+    return True, notes
+
+
+def _is_number(value: Any, low: float, high: float) -> bool:
+    """A JSON number (not a bool), finite, in ``[low, high]``."""
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and low <= value <= high
+    )
+
+
+def _is_history(value: Any) -> bool:
+    """``[[s, agreement], ...]``: 1 to MAX_ITER pairs, ``0 < s <= MAX_STDEV``, agreement in
+    [0, 1]."""
+    return (
+        isinstance(value, list)
+        and 1 <= len(value) <= MAX_ITER
+        and all(
+            isinstance(step, list)
+            and len(step) == 2
+            and _is_number(step[0], 0.0, MAX_STDEV)
+            and step[0] > 0
+            and _is_number(step[1], 0.0, 1.0)
+            for step in value
+        )
+    )
+
+
+#: A cached entry's fields, each with what its value must be (type and range).
+_ENTRY_FIELDS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "stdev": (f"a number in [0, {MAX_STDEV}]", lambda v: _is_number(v, 0.0, MAX_STDEV)),
+    "agreement": ("a number in [0, 1]", lambda v: _is_number(v, 0.0, 1.0)),
+    "threshold": ("a number in (0, 1]", lambda v: _is_number(v, 0.0, 1.0) and v > 0),
+    "n_images": ("an int > 0", lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0),
+    "fingerprint": ("a string", lambda v: isinstance(v, str)),
+    "bracketed": ("true or false", lambda v: isinstance(v, bool)),
+    "history": (f"1 to {MAX_ITER} pairs [s, agreement]", _is_history),
+    "warnings": (
+        "a list of strings",
+        lambda v: isinstance(v, list) and all(isinstance(w, str) for w in v),
+    ),
+}
+
+
+def _entry_problem(entry: Any, fingerprint: str) -> str | None:
+    """Why a cached entry cannot be used (None when it can): type, range and consistency."""
+    if not isinstance(entry, dict):
+        return f"a JSON {type(entry).__name__}, not an object"
+    names = set(_ENTRY_FIELDS)
+    if set(entry) != names:
+        missing, unknown = sorted(names - set(entry)), sorted(set(entry) - names)
+        return f"fields missing {missing}, unknown {unknown}"
+    for name, (what, valid) in _ENTRY_FIELDS.items():
+        if not valid(entry[name]):
+            return f"`{name}` is {str(json.dumps(entry[name]))[:40]}, not {what}"
+    if entry["fingerprint"] != fingerprint:
+        return "`fingerprint` is another model's"
+    if entry["agreement"] < entry["threshold"]:
+        return "`agreement` is below `threshold`"
+    if entry["stdev"] > 0 and entry["stdev"] not in [s for s, _ in entry["history"]]:
+        return "`stdev` is not a scale of its `history`"
+    return None
+
+
+def _cached_choice(path: Path, key: str, fingerprint: str) -> tuple[WeightNoiseChoice | None, str]:
+    """The cached choice under ``key`` (None when absent or bad), and why a present one is bad."""
+    try:
+        data, _ = _read_cache(path)  # a corrupt or unreadable file is reported when written
     except OSError:
-        return False
-    return True
+        return None, ""
+    if key not in data:
+        return None, ""
+    problem = _entry_problem(data[key], fingerprint)
+    if problem is not None:
+        return None, (
+            f"the calibration cache {path} held a bad entry for this model ({problem}): "
+            "ignored, recalibrated and replaced"
+        )
+    entry = {**data[key], "history": [(s, a) for s, a in data[key]["history"]]}
+    return WeightNoiseChoice(**entry, cached=True, cache_file=str(path)), ""
 
 
 def _calibrate(model: nn.Module, size: int, seed: int, progress: bool) -> WeightNoiseChoice:
@@ -192,6 +355,7 @@ def _calibrate(model: nn.Module, size: int, seed: int, progress: bool) -> Weight
             max_iter=MAX_ITER,
             tol=0.1,
             initial_stdev=INITIAL_STDEV,
+            max_stdev=MAX_STDEV,
             generator=seed,
             show_progress=progress,
         )
@@ -202,6 +366,7 @@ def _calibrate(model: nn.Module, size: int, seed: int, progress: bool) -> Weight
         threshold=round(result.threshold, 6),
         n_images=len(images),
         fingerprint="",
+        bracketed=result.bracketed,
         history=[(round(h.stdev, 6), round(h.accuracy, 6)) for h in result.history],
         warnings=notes,
     )
@@ -229,20 +394,15 @@ def calibrated_weight_noise(
     fingerprint = model_fingerprint(model)
     key = f"{fingerprint}|size{size}|seed{seed}|{_VERSION}"
     path = cache_dir() / "weight-noise.json"
-    entry = _read_cache(path).get(key)
-    if isinstance(entry, dict):
-        try:
-            choice = WeightNoiseChoice(**entry)
-        except TypeError:
-            choice = None
-        if choice is not None:
-            choice.cached, choice.cache_file = True, str(path)
-            return choice
+    cached, bad_entry = _cached_choice(path, key, fingerprint)
+    if cached is not None:
+        return cached
     choice = _calibrate(model, size, seed, progress)
     choice.fingerprint = fingerprint
-    stored = {k: v for k, v in asdict(choice).items() if k not in ("cached", "cache_file")}
-    if _write_cache(path, key, stored):
+    stored = {k: v for k, v in asdict(choice).items() if k in _ENTRY_FIELDS}
+    written, notes = _write_cache(path, key, stored)
+    if written:
         choice.cache_file = str(path)
-    else:
-        choice.warnings.append(f"could not write the calibration cache {path}")
+    # Notes about this run, not stored with the entry.
+    choice.warnings += ([bad_entry] if bad_entry else []) + notes
     return choice

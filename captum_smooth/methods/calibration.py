@@ -11,7 +11,13 @@ from typing import Any, NamedTuple, Union
 import torch
 from torch import Tensor, nn
 
-from .._checks import GeneratorLike, check_positive_int, resolve_generator, seed_from
+from .._checks import (
+    GeneratorLike,
+    check_bool,
+    check_positive_int,
+    resolve_generator,
+    seed_from,
+)
 from .._progress import progress_bar
 from .._warnings import warn
 from ..noise.weights import ParameterFilter, WeightNoise, WeightPerturber
@@ -36,11 +42,16 @@ class CalibrationResult:
     """What :func:`calibrate_weight_noise` found.
 
     Attributes:
-        stdev: The largest accepted noise scale (0.0 when none was accepted).
+        stdev: The largest accepted noise scale (0.0 when none was accepted). When
+            ``bracketed`` is False it is only the largest scale *tried*: a lower bound.
         accuracy_clean: Accuracy of the unperturbed model on the data.
         accuracy_noisy: Mean accuracy of the perturbed models at ``stdev``.
         history: Every evaluation in order, as :class:`CalibrationStep` tuples.
         threshold: The accuracy a scale had to keep: ``(1 - target_drop) * accuracy_clean``.
+        bracketed: Whether a larger scale was tried and failed (``upper``), so that the answer
+            lies in ``[stdev, upper)``. False when the search ended (``max_iter`` or
+            ``max_stdev``) with every scale tried accepted; a warning says so.
+        upper: The smallest failed scale above ``stdev`` (``inf`` when not bracketed).
     """
 
     stdev: float
@@ -48,6 +59,8 @@ class CalibrationResult:
     accuracy_noisy: float
     history: list[CalibrationStep] = field(default_factory=list)
     threshold: float = math.nan
+    bracketed: bool = False
+    upper: float = math.inf
 
 
 def _check_fraction(value: Any, name: str) -> float:
@@ -102,7 +115,8 @@ def _unpack(batch: Any, device: torch.device) -> Batch:
             f"{type(batch).__name__}"
         )
     x, y = batch[0], batch[1]
-    if y.dim() != 1 or y.is_floating_point() or y.shape[0] != x.shape[0]:
+    integer = not (y.is_floating_point() or y.is_complex() or y.dtype == torch.bool)
+    if y.dim() != 1 or not integer or y.shape[0] != x.shape[0]:
         raise ValueError(
             "`data` labels must be an integer tensor (N,) matching the inputs' batch size, got "
             f"labels {tuple(y.shape)} ({y.dtype}) for inputs {tuple(x.shape)}"
@@ -110,20 +124,69 @@ def _unpack(batch: Any, device: torch.device) -> Batch:
     return x.to(device), y.to(device)
 
 
+def _logits(model: nn.Module, x: Tensor) -> Tensor:
+    out = model(x)
+    if not isinstance(out, Tensor) or out.dim() != 2:
+        raise TypeError(
+            "`model` must be a classifier returning logits (N, classes), got "
+            f"{type(out).__name__} {tuple(out.shape) if isinstance(out, Tensor) else ''}"
+        )
+    return out
+
+
 def _accuracy(model: nn.Module, batches: Iterable[Any], device: torch.device) -> float:
+    """Share of examples classified right; a row of non-finite logits counts as wrong.
+
+    A perturbed model whose outputs overflow has classified nothing (``argmax`` of a NaN row
+    is an arbitrary class, which could match the label by chance).
+    """
     correct, total = 0, 0
     for batch in batches:
         x, y = _unpack(batch, device)
-        out = model(x)
-        if not isinstance(out, Tensor) or out.dim() != 2:
-            raise TypeError(
-                "calibration needs a classifier returning logits (N, classes), got "
-                f"{type(out).__name__} {tuple(out.shape) if isinstance(out, Tensor) else ''}"
-            )
-        correct += int((out.argmax(dim=1) == y).sum())
+        out = _logits(model, x)
+        right = (out.argmax(dim=1) == y) & torch.isfinite(out).all(dim=1)
+        correct += int(right.sum())
         total += int(y.shape[0])
     if total == 0:
         raise ValueError("`data` holds no examples")
+    return correct / total
+
+
+def _checked_clean_logits(model: nn.Module, x: Tensor, y: Tensor, index: int) -> Tensor:
+    """The clean model's logits on one batch, refusing what would make every accuracy
+    meaningless: non-finite inputs or outputs, labels outside the model's classes."""
+    if (x.is_floating_point() or x.is_complex()) and not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(
+            f"`data` inputs hold {bad} NaN or infinite values (batch {index}, shape "
+            f"{tuple(x.shape)}): calibration needs finite inputs"
+        )
+    # The model's own errors (inputs it cannot take, out of memory) are left as they are.
+    out = _logits(model, x)
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError(
+            f"`model` returns NaN or infinite logits on `data` (batch {index}) without weight "
+            "noise: calibration needs a model whose clean outputs are finite"
+        )
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= out.shape[1]):
+        raise ValueError(
+            f"`data` labels must lie in [0, {out.shape[1]}) (the model's classes), got labels "
+            f"from {int(y.min())} to {int(y.max())} (batch {index})"
+        )
+    return out
+
+
+def _clean_accuracy(model: nn.Module, batches: Iterable[Any], device: torch.device) -> float:
+    """The clean model's accuracy, every batch checked (:func:`_checked_clean_logits`)."""
+    correct, total = 0, 0
+    for index, batch in enumerate(batches):
+        x, y = _unpack(batch, device)
+        correct += int((_checked_clean_logits(model, x, y, index).argmax(dim=1) == y).sum())
+        total += int(y.shape[0])
+    if total == 0:
+        raise ValueError("`data` holds no examples")
+    if correct == 0:
+        raise ValueError("the clean model classifies no example of `data` correctly")
     return correct / total
 
 
@@ -176,6 +239,11 @@ def calibrate_weight_noise(
     reproducible under a seed and the accuracy nearly monotone in ``s``. The model is evaluated
     in eval mode and is bit-identical afterwards (one weight-noise session for the whole search).
 
+    The answer is *bracketed* when a scale above it was tried and failed. When the search ends
+    (``max_iter`` or ``max_stdev``) with every scale tried accepted, the result is only the
+    largest scale tried, a lower bound: ``bracketed`` is False and a warning says so. A
+    perturbed model whose logits are not finite counts as classifying nothing.
+
     Args:
         model: A classifier returning logits ``(N, classes)``.
         data: Held-out ``(inputs, labels)`` tensors, or an iterable of such batches (a
@@ -196,11 +264,14 @@ def calibrate_weight_noise(
 
     Returns:
         A :class:`CalibrationResult` (``stdev``, ``accuracy_clean``, ``accuracy_noisy``,
-        ``history``, ``threshold``).
+        ``history``, ``threshold``, ``bracketed``, ``upper``).
 
     Raises:
-        ValueError: an argument out of range, empty data, or a model with zero accuracy.
-        TypeError: a model that is not an nn.Module, malformed data.
+        ValueError: an argument out of range, empty data, non-finite inputs, labels outside
+            the model's classes, a model whose clean logits are not finite or with zero
+            accuracy.
+        TypeError: a model that is not an nn.Module or returns no ``(N, classes)`` logits,
+            malformed data.
 
     Examples::
 
@@ -215,6 +286,7 @@ def calibrate_weight_noise(
     max_iter = check_positive_int(max_iter, "max_iter")
     tol = _check_fraction(tol, "tol")
     max_stdev, initial_stdev = _check_search_range(max_stdev, initial_stdev)
+    show_progress = check_bool(show_progress, "show_progress")
     noise = WeightNoise(max_stdev, noise_type, parameters, exclude)
     batches = _as_batches(data)
     device = next(p.device for _, p in noise.selected_parameters(model))
@@ -227,10 +299,8 @@ def calibrate_weight_noise(
         progress_bar(show_progress, total=max_iter + 1, desc="calibrate weight noise") as bar,
     ):
         model.eval()
-        accuracy_clean = _accuracy(model, batches, device)
+        accuracy_clean = _clean_accuracy(model, batches, device)
         bar.update(1)
-        if accuracy_clean == 0.0:
-            raise ValueError("the clean model classifies no example of `data` correctly")
         threshold = (1.0 - target_drop) * accuracy_clean
 
         def evaluate(s: float) -> bool:
@@ -241,17 +311,20 @@ def calibrate_weight_noise(
             bar.update(1)
             return accepted
 
-        stdev, accuracy_noisy = _largest_accepted_scale(
+        stdev, accuracy_noisy, upper = _largest_accepted_scale(
             evaluate, history, initial_stdev, max_stdev, tol, max_iter, accuracy_clean
         )
 
-    _warn_at_search_bounds(stdev, max_stdev, target_drop, history)
+    _warn_at_search_bounds(stdev, upper, max_stdev, target_drop, history)
+    _warn_if_bracket_wide(stdev, upper, tol, max_iter)
     return CalibrationResult(
         stdev=stdev,
         accuracy_clean=accuracy_clean,
         accuracy_noisy=accuracy_noisy,
         history=history,
         threshold=threshold,
+        bracketed=math.isfinite(upper),
+        upper=upper,
     )
 
 
@@ -263,7 +336,7 @@ def _largest_accepted_scale(
     tol: float,
     max_iter: int,
     accuracy_clean: float,
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """Double the scale from ``initial_stdev`` until one fails, then bisect the bracket.
 
     Args:
@@ -277,7 +350,8 @@ def _largest_accepted_scale(
         accuracy_clean: The accuracy of scale 0, returned when no scale is accepted.
 
     Returns:
-        ``(scale, accuracy)``: the largest accepted scale (0.0 if none) and its accuracy.
+        ``(scale, accuracy, upper)``: the largest accepted scale (0.0 if none), its accuracy,
+        and the smallest failed scale above it (``inf`` when none failed: not bracketed).
     """
     lo, lo_acc, hi = 0.0, accuracy_clean, math.inf
     s = initial_stdev
@@ -295,22 +369,44 @@ def _largest_accepted_scale(
             lo, lo_acc = mid, history[-1].accuracy
         else:
             hi = mid
-    return lo, lo_acc
+    return lo, lo_acc, hi
 
 
 def _warn_at_search_bounds(
-    stdev: float, max_stdev: float, target_drop: float, history: list[CalibrationStep]
+    stdev: float,
+    upper: float,
+    max_stdev: float,
+    target_drop: float,
+    history: list[CalibrationStep],
 ) -> None:
-    """Warn when the result is a bound of the search (max_stdev, or 0.0: nothing accepted)."""
+    """Warn when the result is not bracketed (a bound of the search) or nothing was accepted."""
     if stdev >= max_stdev:
         warn(
             f"calibrate_weight_noise: even max_stdev={max_stdev} keeps the accuracy; the "
-            "result is the bound of the search, raise `max_stdev` to look further",
+            "result is the bound of the search, not bracketed (bracketed=False): raise "
+            "`max_stdev` to look further",
+        )
+    elif not math.isfinite(upper):
+        warn(
+            f"calibrate_weight_noise: `max_iter`={len(history)} evaluations ended before any "
+            f"scale failed; every scale tried kept the accuracy, so the result {stdev:.4g} is "
+            "only a lower bound, not bracketed (bracketed=False): raise `max_iter` or "
+            "`initial_stdev` to bracket it",
         )
     elif stdev == 0.0:
         warn(
             f"calibrate_weight_noise: no scale tried kept {1 - target_drop:.0%} of the "
             f"accuracy (smallest tried: {min(h.stdev for h in history):.3g}); returning 0.0",
+        )
+
+
+def _warn_if_bracket_wide(stdev: float, upper: float, tol: float, max_iter: int) -> None:
+    """Warn when ``max_iter`` stopped the bisection before the bracket reached ``tol``."""
+    if stdev > 0.0 and math.isfinite(upper) and upper - stdev > tol * upper:
+        warn(
+            f"calibrate_weight_noise: `max_iter`={max_iter} evaluations ended with the answer "
+            f"bracketed in [{stdev:.4g}, {upper:.4g}), wider than tol={tol}; the result is "
+            "its lower end",
         )
 
 
