@@ -121,23 +121,43 @@ def seed_from(generator: GeneratorLike) -> int:
 
 
 _TARGET_FORMS = (
-    "an int, a tuple of ints, a list of one int (or tuple) per example, or an integer tensor "
-    "of one element or of shape (B,)"
+    "an int, a tuple of ints, a list of one int (or tuple) per example, or an int64 (or int32) "
+    "tensor of one element or of shape (B,)"
 )
+# Captum selects per-example targets with ``torch.gather``, which takes these index dtypes only.
+_TARGET_DTYPES = (torch.int64, torch.int32)
 
 
 def _is_index(value: Any) -> bool:
     return isinstance(value, (int, slice)) and not isinstance(value, bool)
 
 
+def _check_not_negative(values: list[Any]) -> None:
+    """Refuse negative indices: Captum takes them for an int and fails on them per example
+    (``gather``), so one spelling of "the last output" would work and the other not."""
+    negative = [v for v in values if isinstance(v, int) and v < 0]
+    if negative:
+        raise ValueError(
+            f"`target` indices must be >= 0 (output index c of C outputs: 0 <= c < C; "
+            f"write C - 1 for the last), got {negative[:5]}"
+        )
+
+
 def _check_target_tensor(target: torch.Tensor, batch: int) -> None:
-    if target.dtype == torch.bool or target.is_floating_point() or target.is_complex():
-        raise TypeError(f"`target` must be {_TARGET_FORMS}; got a tensor of dtype {target.dtype}")
+    if target.dtype not in _TARGET_DTYPES:
+        integer = target.dtype != torch.bool and not (
+            target.is_floating_point() or target.is_complex()
+        )
+        hint = " (convert it with `target.long()`)" if integer else ""
+        raise TypeError(
+            f"`target` must be {_TARGET_FORMS}; got a tensor of dtype {target.dtype}{hint}"
+        )
     if target.numel() != 1 and tuple(target.shape) != (batch,):
         raise ValueError(
             f"`target` as a tensor must have one element or shape (B,) = ({batch},) (one index "
             f"per example), got shape {tuple(target.shape)}"
         )
+    _check_not_negative(target.reshape(-1).tolist())
 
 
 def _check_target_list(target: list, batch: int) -> None:
@@ -151,6 +171,7 @@ def _check_target_list(target: list, batch: int) -> None:
         raise TypeError(
             f"`target` as a list must hold ints only or tuples of ints only, got {target!r}"
         )
+    _check_not_negative([i for t in target for i in (t if isinstance(t, tuple) else (t,))])
 
 
 def check_target(target: Any, batch: int) -> None:
@@ -164,21 +185,26 @@ def check_target(target: Any, batch: int) -> None:
         batch: The number of examples ``B``.
 
     Raises:
-        TypeError: Not one of Captum's forms, or a tensor that is not of an integer dtype.
-        ValueError: A list or tensor whose length is not ``B``.
+        TypeError: Not one of Captum's forms, or a tensor whose dtype is not int64 or int32
+            (what Captum's ``gather`` takes).
+        ValueError: A list or tensor whose length is not ``B``, or a negative index.
 
     Examples::
 
         >>> check_target([0, 2], batch=2)
     """
-    if target is None or (isinstance(target, int) and not isinstance(target, bool)):
+    if target is None:
         return
-    if isinstance(target, torch.Tensor):
+    if isinstance(target, int) and not isinstance(target, bool):
+        _check_not_negative([target])
+    elif isinstance(target, torch.Tensor):
         _check_target_tensor(target, batch)
     elif isinstance(target, list):
         _check_target_list(target, batch)
     elif not (isinstance(target, tuple) and target and all(_is_index(t) for t in target)):
         raise TypeError(f"`target` must be {_TARGET_FORMS}, got {target!r}")
+    else:
+        _check_not_negative(list(target))
 
 
 def _index_error(index: Any, dims: tuple[int, ...]) -> str | None:
