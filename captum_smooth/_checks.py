@@ -14,6 +14,7 @@ import torch
 __all__ = [
     "GeneratorLike",
     "check_bool",
+    "check_passed_through",
     "check_positive_int",
     "check_real",
     "check_target",
@@ -245,3 +246,91 @@ def target_mismatch(target: Any, output_shape: tuple[int, ...]) -> str | None:
         return f"one index per example needs a 2-D output (B, C), got {tuple(output_shape)}"
     bad = [v for v in values if not -dims[0] <= v < dims[0]]
     return f"index(es) {bad[:5]} out of range for {dims[0]} outputs" if bad else None
+
+
+# Counts passed through to Captum's methods that must be >= 1 where they are given: Captum
+# asserts on n_steps = 0 deep inside, and takes internal_batch_size = 0 as "no batching".
+_POSITIVE_COUNTS = ("n_steps", "internal_batch_size", "perturbations_per_eval", "n_samples")
+
+
+def _baseline_fits(baseline: torch.Tensor, x: torch.Tensor, drawn: bool) -> bool:
+    """Captum's rule (its NoiseTunnel's expansion asserts it), the rest broadcastable."""
+    if baseline.dim() == 0 or baseline.dim() > x.dim():
+        return False
+    if drawn:  # a distribution of baselines: any number of them, each shaped like an example
+        return tuple(baseline.shape[1:]) == tuple(x.shape[1:])
+    if baseline.shape == x.shape:
+        return True
+    try:
+        rest = torch.broadcast_shapes(baseline.shape[1:], x.shape[1:])
+    except RuntimeError:
+        return False
+    return baseline.shape[0] == 1 and tuple(rest) == tuple(x.shape[1:])
+
+
+def _check_baseline(baseline: Any, x: torch.Tensor, name: str, drawn: bool) -> None:
+    if not isinstance(baseline, torch.Tensor) or _baseline_fits(baseline, x, drawn):
+        return  # a number is Captum's to judge, and so is anything else
+    shape, rest = tuple(baseline.shape), tuple(x.shape[1:])
+    if drawn:
+        dims = ", ".join(["N", *map(str, rest)])
+        wanted = f"({dims}) (a distribution of N baselines, `draw_baseline_from_distrib`)"
+    else:
+        wanted = f"{tuple(x.shape)} or {(1, *rest)} (or a number)"
+    raise ValueError(
+        f"`{name}` of shape {shape} does not fit the input of shape {tuple(x.shape)}: "
+        f"give a tensor of shape {wanted}"
+    )
+
+
+def check_baselines(baselines: Any, inputs: tuple[torch.Tensor, ...], drawn: bool = False) -> None:
+    """Check that ``baselines`` (as passed to Captum) fit the inputs: one per input tensor, each
+    a number, or a tensor shaped like its input or ``(1, ...)`` (broadcast), or with ``drawn``
+    (``draw_baseline_from_distrib``) ``(N, ...)`` with the input's dimensions after the batch.
+
+    Raises:
+        ValueError: A tuple of the wrong length, or a tensor that does not fit its input.
+
+    Examples::
+
+        >>> check_baselines(torch.zeros(1, 3), (torch.rand(2, 3),))
+    """
+    if baselines is None or (callable(baselines) and not isinstance(baselines, torch.Tensor)):
+        return
+    given = baselines if isinstance(baselines, tuple) else (baselines,)
+    if len(given) != len(inputs):
+        raise ValueError(
+            f"`baselines` must hold one baseline per input tensor ({len(inputs)}), got {len(given)}"
+        )
+    for i, (b, x) in enumerate(zip(given, inputs)):
+        _check_baseline(
+            b, x, f"baselines[{i}]" if isinstance(baselines, tuple) else "baselines", drawn
+        )
+
+
+def check_passed_through(
+    kwargs: dict[str, Any], inputs: tuple[torch.Tensor, ...], drawn: bool = False
+) -> None:
+    """The cheap, common checks of the arguments passed through to a Captum method.
+
+    Counts (``n_steps``, ``internal_batch_size``, ``perturbations_per_eval``, ``n_samples``)
+    must be ints >= 1 when given, and ``baselines`` must fit the inputs
+    (:func:`check_baselines`). Anything else is Captum's to check: what it refuses at the first
+    call is named then (:func:`captum_smooth.core.targets.explain_inner_failure`).
+
+    Args:
+        kwargs: The keyword arguments passed through.
+        inputs: The inputs, a tuple of tensors, batch first.
+        drawn: ``draw_baseline_from_distrib``: the baselines are a distribution.
+
+    Raises:
+        TypeError, ValueError: Naming the argument.
+
+    Examples::
+
+        >>> check_passed_through({"n_steps": 16}, (torch.rand(2, 3),))
+    """
+    for name in _POSITIVE_COUNTS:
+        if kwargs.get(name) is not None:
+            check_positive_int(kwargs[name], name)
+    check_baselines(kwargs.get("baselines"), inputs, drawn)
