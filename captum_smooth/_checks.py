@@ -269,8 +269,12 @@ def _baseline_fits(baseline: torch.Tensor, x: torch.Tensor, drawn: bool) -> bool
 
 
 def _check_baseline(baseline: Any, x: torch.Tensor, name: str, drawn: bool) -> None:
-    if not isinstance(baseline, torch.Tensor) or _baseline_fits(baseline, x, drawn):
-        return  # a number is Captum's to judge, and so is anything else
+    if not isinstance(baseline, torch.Tensor):
+        if isinstance(baseline, bool) or not isinstance(baseline, numbers.Real):
+            raise TypeError(f"`{name}` must be a number or a tensor, got {type(baseline).__name__}")
+        return
+    if _baseline_fits(baseline, x, drawn):
+        return
     shape, rest = tuple(baseline.shape), tuple(x.shape[1:])
     if drawn:
         dims = ", ".join(["N", *map(str, rest)])
