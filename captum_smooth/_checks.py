@@ -14,6 +14,7 @@ import torch
 __all__ = [
     "GeneratorLike",
     "check_bool",
+    "check_passed_through",
     "check_positive_int",
     "check_real",
     "check_target",
@@ -121,23 +122,43 @@ def seed_from(generator: GeneratorLike) -> int:
 
 
 _TARGET_FORMS = (
-    "an int, a tuple of ints, a list of one int (or tuple) per example, or an integer tensor "
-    "of one element or of shape (B,)"
+    "an int, a tuple of ints, a list of one int (or tuple) per example, or an int64 (or int32) "
+    "tensor of one element or of shape (B,)"
 )
+# Captum selects per-example targets with ``torch.gather``, which takes these index dtypes only.
+_TARGET_DTYPES = (torch.int64, torch.int32)
 
 
 def _is_index(value: Any) -> bool:
     return isinstance(value, (int, slice)) and not isinstance(value, bool)
 
 
+def _check_not_negative(values: list[Any]) -> None:
+    """Refuse negative indices: Captum takes them for an int and fails on them per example
+    (``gather``), so one spelling of "the last output" would work and the other not."""
+    negative = [v for v in values if isinstance(v, int) and v < 0]
+    if negative:
+        raise ValueError(
+            f"`target` indices must be >= 0 (output index c of C outputs: 0 <= c < C; "
+            f"write C - 1 for the last), got {negative[:5]}"
+        )
+
+
 def _check_target_tensor(target: torch.Tensor, batch: int) -> None:
-    if target.dtype == torch.bool or target.is_floating_point() or target.is_complex():
-        raise TypeError(f"`target` must be {_TARGET_FORMS}; got a tensor of dtype {target.dtype}")
+    if target.dtype not in _TARGET_DTYPES:
+        integer = target.dtype != torch.bool and not (
+            target.is_floating_point() or target.is_complex()
+        )
+        hint = " (convert it with `target.long()`)" if integer else ""
+        raise TypeError(
+            f"`target` must be {_TARGET_FORMS}; got a tensor of dtype {target.dtype}{hint}"
+        )
     if target.numel() != 1 and tuple(target.shape) != (batch,):
         raise ValueError(
             f"`target` as a tensor must have one element or shape (B,) = ({batch},) (one index "
             f"per example), got shape {tuple(target.shape)}"
         )
+    _check_not_negative(target.reshape(-1).tolist())
 
 
 def _check_target_list(target: list, batch: int) -> None:
@@ -151,6 +172,7 @@ def _check_target_list(target: list, batch: int) -> None:
         raise TypeError(
             f"`target` as a list must hold ints only or tuples of ints only, got {target!r}"
         )
+    _check_not_negative([i for t in target for i in (t if isinstance(t, tuple) else (t,))])
 
 
 def check_target(target: Any, batch: int) -> None:
@@ -164,21 +186,26 @@ def check_target(target: Any, batch: int) -> None:
         batch: The number of examples ``B``.
 
     Raises:
-        TypeError: Not one of Captum's forms, or a tensor that is not of an integer dtype.
-        ValueError: A list or tensor whose length is not ``B``.
+        TypeError: Not one of Captum's forms, or a tensor whose dtype is not int64 or int32
+            (what Captum's ``gather`` takes).
+        ValueError: A list or tensor whose length is not ``B``, or a negative index.
 
     Examples::
 
         >>> check_target([0, 2], batch=2)
     """
-    if target is None or (isinstance(target, int) and not isinstance(target, bool)):
+    if target is None:
         return
-    if isinstance(target, torch.Tensor):
+    if isinstance(target, int) and not isinstance(target, bool):
+        _check_not_negative([target])
+    elif isinstance(target, torch.Tensor):
         _check_target_tensor(target, batch)
     elif isinstance(target, list):
         _check_target_list(target, batch)
     elif not (isinstance(target, tuple) and target and all(_is_index(t) for t in target)):
         raise TypeError(f"`target` must be {_TARGET_FORMS}, got {target!r}")
+    else:
+        _check_not_negative(list(target))
 
 
 def _index_error(index: Any, dims: tuple[int, ...]) -> str | None:
@@ -219,3 +246,95 @@ def target_mismatch(target: Any, output_shape: tuple[int, ...]) -> str | None:
         return f"one index per example needs a 2-D output (B, C), got {tuple(output_shape)}"
     bad = [v for v in values if not -dims[0] <= v < dims[0]]
     return f"index(es) {bad[:5]} out of range for {dims[0]} outputs" if bad else None
+
+
+# Counts passed through to Captum's methods that must be >= 1 where they are given: Captum
+# asserts on n_steps = 0 deep inside, and takes internal_batch_size = 0 as "no batching".
+_POSITIVE_COUNTS = ("n_steps", "internal_batch_size", "perturbations_per_eval", "n_samples")
+
+
+def _baseline_fits(baseline: torch.Tensor, x: torch.Tensor, drawn: bool) -> bool:
+    """Captum's rule (its NoiseTunnel's expansion asserts it), the rest broadcastable."""
+    if baseline.dim() == 0 or baseline.dim() > x.dim():
+        return False
+    if drawn:  # a distribution of baselines: any number of them, each shaped like an example
+        return tuple(baseline.shape[1:]) == tuple(x.shape[1:])
+    if baseline.shape == x.shape:
+        return True
+    try:
+        rest = torch.broadcast_shapes(baseline.shape[1:], x.shape[1:])
+    except RuntimeError:
+        return False
+    return baseline.shape[0] == 1 and tuple(rest) == tuple(x.shape[1:])
+
+
+def _check_baseline(baseline: Any, x: torch.Tensor, name: str, drawn: bool) -> None:
+    if not isinstance(baseline, torch.Tensor):
+        if isinstance(baseline, bool) or not isinstance(baseline, numbers.Real):
+            raise TypeError(f"`{name}` must be a number or a tensor, got {type(baseline).__name__}")
+        return
+    if _baseline_fits(baseline, x, drawn):
+        return
+    shape, rest = tuple(baseline.shape), tuple(x.shape[1:])
+    if drawn:
+        dims = ", ".join(["N", *map(str, rest)])
+        wanted = f"({dims}) (a distribution of N baselines, `draw_baseline_from_distrib`)"
+    else:
+        wanted = f"{tuple(x.shape)} or {(1, *rest)} (or a number)"
+    raise ValueError(
+        f"`{name}` of shape {shape} does not fit the input of shape {tuple(x.shape)}: "
+        f"give a tensor of shape {wanted}"
+    )
+
+
+def check_baselines(baselines: Any, inputs: tuple[torch.Tensor, ...], drawn: bool = False) -> None:
+    """Check that ``baselines`` (as passed to Captum) fit the inputs: one per input tensor, each
+    a number, or a tensor shaped like its input or ``(1, ...)`` (broadcast), or with ``drawn``
+    (``draw_baseline_from_distrib``) ``(N, ...)`` with the input's dimensions after the batch.
+
+    Raises:
+        ValueError: A tuple of the wrong length, or a tensor that does not fit its input.
+
+    Examples::
+
+        >>> check_baselines(torch.zeros(1, 3), (torch.rand(2, 3),))
+    """
+    if baselines is None or (callable(baselines) and not isinstance(baselines, torch.Tensor)):
+        return
+    given = baselines if isinstance(baselines, tuple) else (baselines,)
+    if len(given) != len(inputs):
+        raise ValueError(
+            f"`baselines` must hold one baseline per input tensor ({len(inputs)}), got {len(given)}"
+        )
+    for i, (b, x) in enumerate(zip(given, inputs)):
+        _check_baseline(
+            b, x, f"baselines[{i}]" if isinstance(baselines, tuple) else "baselines", drawn
+        )
+
+
+def check_passed_through(
+    kwargs: dict[str, Any], inputs: tuple[torch.Tensor, ...], drawn: bool = False
+) -> None:
+    """The cheap, common checks of the arguments passed through to a Captum method.
+
+    Counts (``n_steps``, ``internal_batch_size``, ``perturbations_per_eval``, ``n_samples``)
+    must be ints >= 1 when given, and ``baselines`` must fit the inputs
+    (:func:`check_baselines`). Anything else is Captum's to check: what it refuses at the first
+    call is named then (:func:`captum_smooth.core.targets.explain_inner_failure`).
+
+    Args:
+        kwargs: The keyword arguments passed through.
+        inputs: The inputs, a tuple of tensors, batch first.
+        drawn: ``draw_baseline_from_distrib``: the baselines are a distribution.
+
+    Raises:
+        TypeError, ValueError: Naming the argument.
+
+    Examples::
+
+        >>> check_passed_through({"n_steps": 16}, (torch.rand(2, 3),))
+    """
+    for name in _POSITIVE_COUNTS:
+        if kwargs.get(name) is not None:
+            check_positive_int(kwargs[name], name)
+    check_baselines(kwargs.get("baselines"), inputs, drawn)

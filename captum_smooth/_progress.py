@@ -12,6 +12,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from ._checks import check_bool
+
 __all__ = ["NoProgress", "progress_bar"]
 
 
@@ -43,5 +45,8 @@ def progress_bar(show: bool, **kwargs: Any) -> Any:
 
     Returns:
         An object with ``update``, ``set_postfix``, ``close`` and the context-manager protocol.
+
+    Raises:
+        TypeError: ``show`` is not a bool (``show_progress="no"`` would show a bar).
     """
-    return tqdm(**kwargs) if show else NoProgress()
+    return tqdm(**kwargs) if check_bool(show, "show_progress") else NoProgress()

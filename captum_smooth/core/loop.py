@@ -35,7 +35,7 @@ from .noising import draw_noise, evaluate_sigma, noisy_copies
 from .plan import SamplingPlan
 from .random_state import seeded_global_states
 from .reducers import CountingReducer, Reducer
-from .targets import TARGET_FAILURES, explain_target_failure
+from .targets import INNER_FAILURES, explain_inner_failure
 
 __all__ = ["LoopResult", "SamplingLoop", "SamplingReport", "call_inner"]
 
@@ -292,9 +292,9 @@ class SamplingLoop:
                 plan.is_tuple,
                 plan.want_delta,
             )
-        except TARGET_FAILURES as err:
-            if self.n_calls == 0:  # a bad `target` fails the first call: say so
-                explain_target_failure(self.method.forward_func, plan.inputs, plan.kwargs, err)
+        except INNER_FAILURES as err:
+            if self.n_calls == 0:  # a bad argument passed through fails the first call: say which
+                explain_inner_failure(self.method, plan.inputs, plan.kwargs, err)
             raise
 
     def _draw_at_layer(self, clean: Tensor, k: int) -> Tensor:

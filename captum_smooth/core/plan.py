@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from .._checks import (
     GeneratorLike,
     check_bool,
+    check_passed_through,
     check_positive_int,
     check_target,
     resolve_generator,
@@ -377,6 +378,7 @@ def make_plan(
     )
     inputs_t, specs = _format_inputs(inputs, options, needs_grad)
     check_target(kwargs.get("target"), inputs_t[0].shape[0])
+    check_passed_through(kwargs, inputs_t, options.draw_baseline_from_distrib)
     at_layer = options.noise_layer is not None
     stop = StoppingRule.create(
         options.tolerance,

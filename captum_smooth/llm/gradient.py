@@ -15,7 +15,15 @@ from ..core.noising import is_zero
 from ..core.router import COMMON_OPTIONS, Routed, Router
 from ..methods._weight_noise import weight_noise_option, with_weight_stdev
 from ..noise import RangeShareSigma
-from ._arguments import check_inner_method, check_prompt, check_target, check_tokenizer
+from ._arguments import (
+    check_gen_args,
+    check_inner_method,
+    check_prompt,
+    check_target,
+    check_tokenizer,
+    check_weight_noise_given,
+    vocabulary_size,
+)
 from .binding import SmoothedCall, routed_through
 
 __all__ = [
@@ -179,7 +187,9 @@ class SmoothLLMGradientAttribution(LLMGradientAttribution):
         if not isinstance(inp, TextTokenInput):
             raise TypeError(f"`inp` must be a TextTokenInput, got {type(inp).__name__}")
         check_prompt(inp.to_model_input())
-        check_target(target)
+        check_target(target, vocabulary_size(self.model))
+        check_gen_args(target, gen_args)
+        check_weight_noise_given(self.router.name, routed.params, routed.given)
         layer = self.attr_method.layer
         if not isinstance(layer, nn.Module):
             raise TypeError("the inner method must attribute to one layer (the embedding)")

@@ -11,13 +11,21 @@ import torch
 from captum.attr import LLMAttribution, LLMAttributionResult
 from torch import Tensor
 
-from .._checks import resolve_generator
+from .._checks import check_bool, resolve_generator
 from ..core import MonteCarloError, SampleTransform, SamplingReport
 from ..core.error_model import relative_error
 from ..core.noising import is_zero
 from ..core.router import COMMON_OPTIONS, Router
 from ..methods._weight_noise import weight_noise_option, with_weight_stdev
-from ._arguments import check_inner_method, check_prompt, check_target, check_tokenizer
+from ._arguments import (
+    check_gen_args,
+    check_inner_method,
+    check_prompt,
+    check_target,
+    check_tokenizer,
+    check_weight_noise_given,
+    vocabulary_size,
+)
 from .binding import SmoothedCall, routed_through
 from .embedding_noise import EmbeddingNoise
 
@@ -102,6 +110,8 @@ class SmoothLLMAttribution(LLMAttribution):
     def __init__(self, attr_method: Any, tokenizer: Any, attr_target: str = "log_prob") -> None:
         check_inner_method(type(self), attr_method)
         check_tokenizer(type(self), tokenizer)
+        if attr_target not in ("log_prob", "prob"):
+            raise ValueError(f"`attr_target` must be 'log_prob' or 'prob', got {attr_target!r}")
         super().__init__(attr_method, tokenizer, attr_target)
         self.last_reports = []
 
@@ -155,9 +165,18 @@ class SmoothLLMAttribution(LLMAttribution):
             ValueError: An option this wrapper does not take (or sets itself), or a bad value.
         """
         routed = self.router.route(kwargs)
-        if hasattr(inp, "to_model_input"):
-            check_prompt(inp.to_model_input())
-        check_target(target)
+        if not callable(getattr(inp, "to_model_input", None)):
+            raise TypeError(
+                "`inp` must be a Captum TextTokenInput, TextTemplateInput or ImageMaskInput, "
+                f"got {type(inp).__name__}"
+            )
+        check_prompt(inp.to_model_input())
+        check_target(target, vocabulary_size(self.model))
+        check_gen_args(target, gen_args)
+        check_bool(forward_in_tokens, "forward_in_tokens")
+        if use_cached_outputs is not None:
+            check_bool(use_cached_outputs, "use_cached_outputs")
+        check_weight_noise_given(self.router.name, routed.params, routed.given)
         stdevs = routed.params["stdevs"]
         _check_counts(num_trials, routed.loop["nt_samples"], stdevs)
         fusion = stdevs is not None and not is_zero(stdevs)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
+
+from .._checks import resolve_generator
+from ..core.targets import INNER_FAILURES, passed_through, raised_in_library
 
 TargetLike = int | Sequence[int] | Tensor
 BaselineLike = float | int | Tensor | Callable[[Tensor], Tensor]
@@ -29,6 +34,8 @@ def _check_maps(maps: object, min_dim: int = 2) -> Tensor:
         )
     if maps.shape[0] == 0 or maps.numel() == 0:
         raise ValueError(f"`maps` must not be empty, got shape {tuple(maps.shape)}")
+    if maps.is_complex() or maps.dtype == torch.bool:
+        raise TypeError(f"`maps` must be a real (floating or integer) tensor, got {maps.dtype}")
     if not maps.is_floating_point():
         maps = maps.to(torch.get_default_dtype())
     if torch.isnan(maps).any():
@@ -56,8 +63,29 @@ def _check_output(output: object) -> OutputKind:
     return output
 
 
+def _target_from_tensor(target: Tensor, batch_size: int) -> Tensor:
+    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+        raise TypeError(f"`target` must hold integers, got dtype {target.dtype}")
+    if target.dim() == 0:
+        return target.reshape(1).expand(batch_size)
+    if target.dim() == 1 and target.shape[0] == batch_size:
+        return target
+    raise ValueError(
+        f"`target` must be a scalar or have shape ({batch_size},), got shape {tuple(target.shape)}"
+    )
+
+
+def _target_from_sequence(target: Sequence, batch_size: int) -> Tensor:
+    if len(target) != batch_size:
+        raise ValueError(f"`target` has {len(target)} entries for {batch_size} example(s)")
+    if not all(isinstance(t, int) and not isinstance(t, bool) for t in target):
+        raise TypeError("`target` as a sequence must hold ints")
+    return torch.tensor(list(target), dtype=torch.long)
+
+
 def _format_target(target: object, batch_size: int, device: torch.device) -> Tensor:
-    """An int, a sequence of ints or a tensor of shape ``()``/``(B,)`` -> a long tensor ``(B,)``."""
+    """An int, a sequence of ints or a tensor of shape ``()``/``(B,)`` -> a long tensor ``(B,)``
+    of indices >= 0 (their range is checked against the model's output by :func:`_scores`)."""
     if target is None:
         raise ValueError(
             "`target` is required: an int, a list of ints or a tensor (one per example)"
@@ -65,31 +93,18 @@ def _format_target(target: object, batch_size: int, device: torch.device) -> Ten
     if isinstance(target, bool):
         raise TypeError("`target` must be an int, a sequence of ints or a tensor, not a bool")
     if isinstance(target, int):
-        out = torch.full((batch_size,), target, dtype=torch.long, device=device)
+        out = torch.full((batch_size,), target, dtype=torch.long)
     elif isinstance(target, Tensor):
-        if target.is_floating_point() or target.is_complex():
-            raise TypeError(f"`target` must hold integers, got dtype {target.dtype}")
-        if target.dim() == 0:
-            out = target.reshape(1).expand(batch_size)
-        elif target.dim() == 1 and target.shape[0] == batch_size:
-            out = target
-        else:
-            raise ValueError(
-                f"`target` must be a scalar or have shape ({batch_size},), got shape "
-                f"{tuple(target.shape)}"
-            )
-        out = out.to(device=device, dtype=torch.long)
-    elif isinstance(target, Sequence):
-        if len(target) != batch_size:
-            raise ValueError(f"`target` has {len(target)} entries for {batch_size} example(s)")
-        if not all(isinstance(t, int) and not isinstance(t, bool) for t in target):
-            raise TypeError("`target` as a sequence must hold ints")
-        out = torch.tensor(list(target), dtype=torch.long, device=device)
+        out = _target_from_tensor(target, batch_size)
+    elif isinstance(target, Sequence) and not isinstance(target, str):
+        out = _target_from_sequence(target, batch_size)
     else:
         raise TypeError(
             f"`target` must be an int, a sequence of ints or a tensor, got {type(target).__name__}"
         )
-    return out
+    if bool((out < 0).any()):
+        raise ValueError(f"`target` indices must be >= 0, got {out.tolist()[:5]}")
+    return out.to(device=device, dtype=torch.long)
 
 
 def _spatial_importance(maps: Tensor, inputs: Tensor) -> Tensor:
@@ -130,7 +145,68 @@ def _check_inputs(inputs: object) -> Tensor:
         )
     if inputs.shape[0] == 0 or inputs.numel() == 0:
         raise ValueError(f"`inputs` must not be empty, got shape {tuple(inputs.shape)}")
+    if inputs.is_complex() or inputs.dtype == torch.bool:
+        raise TypeError(f"`inputs` must be a real tensor, got {inputs.dtype}")
+    if inputs.is_floating_point() and not bool(torch.isfinite(inputs).all()):
+        raise ValueError("`inputs` contains NaN or infinite values")
     return inputs.detach()
+
+
+def _check_model(model: object) -> Callable[[Tensor], Tensor]:
+    if not callable(model):
+        raise TypeError(f"`model` must be a callable (an nn.Module), got {type(model).__name__}")
+    return model
+
+
+def _check_positive_real(value: object, name: str) -> float:
+    """A finite real number > 0 (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a positive real number, got {value!r}")
+    number = float(value)
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(f"`{name}` must be finite and > 0, got {value!r}")
+    return number
+
+
+def _check_generator(value: object, name: str, device: torch.device) -> torch.Generator | None:
+    """A torch.Generator, an int seed (a fresh generator on ``device``) or None."""
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, (torch.Generator, numbers.Integral))
+    ):
+        raise TypeError(f"`{name}` must be a torch.Generator, an int seed or None, got {value!r}")
+    try:
+        return resolve_generator(value, device)  # type: ignore[arg-type]
+    except ValueError as err:
+        raise ValueError(f"`{name}`: {err}") from err
+
+
+def call_named(what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``call(*args, **kwargs)``; an error raised inside Captum or torch names ``what`` and the
+    keyword arguments passed, the original chained (an error of the user's code is left as it
+    was). The ``requires_grad`` flags of the tensors in ``args`` are put back, also on error
+    (Captum's gradient methods set them on the user's inputs and leave them set when they fail).
+    """
+    tensors = [
+        t
+        for a in args
+        for t in (a if isinstance(a, tuple) else (a,))
+        if isinstance(t, Tensor) and t.is_leaf
+    ]
+    flags = [t.requires_grad for t in tensors]
+    try:
+        return call(*args, **kwargs)
+    except INNER_FAILURES as err:
+        if not raised_in_library(err):
+            raise
+        kind = TypeError if isinstance(err, TypeError) else ValueError
+        raise kind(
+            f"{what} failed, with the keyword arguments passed to it: {passed_through(kwargs)}: "
+            f"{type(err).__name__}: {err}"
+        ) from err
+    finally:
+        for t, flag in zip(tensors, flags):
+            if t.requires_grad != flag:
+                t.requires_grad_(flag)
 
 
 def _format_baseline(baseline: object, inputs: Tensor, name: str = "baseline") -> Tensor:
@@ -167,6 +243,10 @@ def _scores(
     if not isinstance(out, Tensor) or out.dim() != 2:
         shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise ValueError(f"`model` must return a (N, n_classes) tensor, got {shape}")
+    if bool((target >= out.shape[1]).any()):
+        raise ValueError(
+            f"`target` {target.max().item()} is out of range for the model's {out.shape[1]} outputs"
+        )
     if output == "prob":
         out = torch.softmax(out.float() if out.dtype in (torch.float16, torch.bfloat16) else out, 1)
     return out.gather(1, target.reshape(-1, 1)).reshape(-1)

@@ -19,6 +19,9 @@ from captum.metrics import infidelity, sensitivity_max
 from captum.metrics._core.sensitivity import default_perturb_func
 from torch import Tensor
 
+from .._checks import check_bool, check_positive_int, check_target
+from ._utils import _check_generator, _check_positive_real, call_named
+
 __all__ = ["infidelity_of", "sensitivity_max_of"]
 
 InputsLike = Tensor | tuple[Tensor, ...]
@@ -39,6 +42,27 @@ def _as_tuple(inputs: InputsLike) -> tuple[Tensor, ...]:
     if isinstance(inputs, tuple) and inputs and all(isinstance(t, Tensor) for t in inputs):
         return inputs
     raise TypeError("`inputs` must be a tensor or a non-empty tuple of tensors")
+
+
+def _check_inputs(inputs: InputsLike) -> tuple[Tensor, ...]:
+    """The inputs as a tuple: batch first, the same batch size in each, not empty."""
+    inputs_t = _as_tuple(inputs)
+    batch = inputs_t[0].shape[0] if inputs_t[0].dim() else 0
+    if batch == 0 or any(t.dim() == 0 or t.shape[0] != batch for t in inputs_t):
+        shapes = [tuple(t.shape) for t in inputs_t]
+        raise ValueError(f"`inputs` must be batch first with a non-empty batch, got {shapes}")
+    return inputs_t
+
+
+def _check_sampling(
+    n_perturb_samples: object, max_examples_per_batch: object, perturb_func: object
+) -> None:
+    """The options both wrappers take, checked before Captum sees them."""
+    check_positive_int(n_perturb_samples, "n_perturb_samples")
+    if max_examples_per_batch is not None:
+        check_positive_int(max_examples_per_batch, "max_examples_per_batch")
+    if perturb_func is not None and not callable(perturb_func):
+        raise TypeError(f"`perturb_func` must be None or a callable, got {perturb_func!r}")
 
 
 def _gaussian_perturb_func(
@@ -112,7 +136,9 @@ def _explain(method: Attribution, inputs: InputsLike, kwargs: dict[str, Any]) ->
     enabled again, whatever their implementation.
     """
     with torch.enable_grad():
-        attributions = method.attribute(inputs, **kwargs)
+        attributions = call_named(
+            f"{type(method).__name__}.attribute", method.attribute, inputs, **kwargs
+        )
     return tuple(a.detach() for a in _as_tuple(attributions))
 
 
@@ -124,7 +150,9 @@ def _per_example(
     **kwargs: Any,
 ) -> Tensor:
     """Run a Captum metric with the sampling options both wrappers take: a score per example."""
-    score = metric(
+    score = call_named(
+        f"captum.metrics.{getattr(metric, '__name__', 'metric')}",
+        metric,
         *args,
         n_perturb_samples=n_perturb_samples,
         max_examples_per_batch=max_examples_per_batch,
@@ -141,7 +169,7 @@ def infidelity_of(
     perturb_func: Callable[..., Any] | None = None,
     n_perturb_samples: int = 10,
     perturb_std: float = 0.003,
-    perturb_generator: torch.Generator | None = None,
+    perturb_generator: torch.Generator | int | None = None,
     additional_forward_args: Any = None,
     max_examples_per_batch: int | None = None,
     normalize: bool = False,
@@ -166,7 +194,7 @@ def infidelity_of(
         n_perturb_samples: Perturbations per example (default 10).
         perturb_std: Standard deviation of the default Gaussian perturbation (default 0.003,
             the value in Captum's example).
-        perturb_generator: Random generator of the default perturbation (seed it for
+        perturb_generator: Random generator (or int seed) of the default perturbation (seed it for
             reproducible scores); ``None`` uses torch's global generator. (``generator=``
             goes to ``method.attribute`` like any other keyword: our smoothing methods take
             it for their own noise.)
@@ -186,11 +214,14 @@ def infidelity_of(
         >>> infidelity_of(saliency, x, target=3, perturb_generator=gen)
     """
     method = _check_method(method)
-    _as_tuple(inputs)
+    inputs_t = _check_inputs(inputs)
+    check_target(target, inputs_t[0].shape[0])
+    _check_sampling(n_perturb_samples, max_examples_per_batch, perturb_func)
+    check_bool(normalize, "normalize")
+    std = _check_positive_real(perturb_std, "perturb_std")
+    gen = _check_generator(perturb_generator, "perturb_generator", inputs_t[0].device)
     perturb_func = _own_or_default_perturb_func(
-        perturb_func,
-        perturb_generator,
-        lambda: _gaussian_perturb_func(float(perturb_std), perturb_generator),
+        perturb_func, gen, lambda: _gaussian_perturb_func(std, gen)
     )
     call_kwargs = _with_target(attr_kwargs, target)
     if additional_forward_args is not None:
@@ -229,7 +260,7 @@ def sensitivity_max_of(
     perturb_radius: float = 0.02,
     n_perturb_samples: int = 10,
     perturb_func: Callable[..., Any] | None = None,
-    perturb_generator: torch.Generator | None = None,
+    perturb_generator: torch.Generator | int | None = None,
     norm_ord: str = "fro",
     max_examples_per_batch: int | None = None,
     **attr_kwargs: Any,
@@ -251,7 +282,7 @@ def sensitivity_max_of(
         perturb_func: Captum's perturbation function ``(inputs[, perturb_radius]) ->
             perturbed_inputs``. ``None`` (default): Captum's uniform perturbation, drawn from
             torch's global generator, or from ``perturb_generator`` when one is given.
-        perturb_generator: Random generator of the default perturbation.
+        perturb_generator: Random generator (or int seed) of the default perturbation.
         norm_ord: Norm of the explanation difference (default ``"fro"``).
         max_examples_per_batch: Passed to ``sensitivity_max`` (bounds memory).
         **attr_kwargs: Further keyword arguments of ``method.attribute`` (Captum expands
@@ -270,15 +301,15 @@ def sensitivity_max_of(
     """
     method = _check_method(method)
     single = isinstance(inputs, Tensor)
-    _as_tuple(inputs)
+    inputs_t = _check_inputs(inputs)
+    check_target(target, inputs_t[0].shape[0])
+    _check_sampling(n_perturb_samples, max_examples_per_batch, perturb_func)
+    radius = _check_positive_real(perturb_radius, "perturb_radius")
+    gen = _check_generator(perturb_generator, "perturb_generator", inputs_t[0].device)
     perturb_func = _own_or_default_perturb_func(
         perturb_func,
-        perturb_generator,
-        lambda: (
-            default_perturb_func
-            if perturb_generator is None
-            else _uniform_perturb_func(perturb_generator)
-        ),
+        gen,
+        lambda: default_perturb_func if gen is None else _uniform_perturb_func(gen),
     )
 
     def explanation_func(inp: InputsLike, **kwargs: Any) -> InputsLike:
@@ -295,7 +326,7 @@ def sensitivity_max_of(
         n_perturb_samples=n_perturb_samples,
         max_examples_per_batch=max_examples_per_batch,
         perturb_func=perturb_func,
-        perturb_radius=perturb_radius,
+        perturb_radius=radius,
         norm_ord=norm_ord,
         **_with_target(attr_kwargs, target),
     )

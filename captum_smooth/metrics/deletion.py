@@ -19,7 +19,7 @@ from torch import Tensor
 
 from .._checks import check_positive_int
 from ._perturb import _check_curve_args, _perturbation_scores, _rank_descending
-from ._utils import BaselineLike, OutputKind, TargetLike, _format_baseline
+from ._utils import BaselineLike, OutputKind, TargetLike, _check_model, _format_baseline
 
 __all__ = ["deletion_auc", "insertion_auc"]
 
@@ -35,6 +35,7 @@ def _curve_auc(
     output: str,
     insertion: bool,
 ) -> Tensor:
+    model = _check_model(model)
     check_positive_int(n_steps, "n_steps")
     inputs, importance, target_t, output = _check_curve_args(
         inputs, maps, target, output, batch_size

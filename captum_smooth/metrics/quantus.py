@@ -24,6 +24,7 @@ from captum.attr import Attribution
 from torch import Tensor
 
 from .._warnings import warn
+from ._utils import call_named
 
 __all__ = ["as_quantus_explain_func", "patch_numpy_for_quantus", "quantus_explain_func"]
 
@@ -97,6 +98,19 @@ def _explainer_for(method: Attribution | Callable[[Any], Attribution], model: An
     return explainer
 
 
+def _targets(targets: Any, batch: int, device: torch.device) -> Tensor:
+    """Quantus' ``targets`` as a long tensor ``(B,)`` of indices >= 0 (no silent truncation)."""
+    values = targets if isinstance(targets, Tensor) else torch.as_tensor(np.asarray(targets))
+    if values.is_floating_point() or values.is_complex() or values.dtype == torch.bool:
+        raise TypeError(f"`targets` must be integer class indices, got dtype {values.dtype}")
+    target = values.to(device=device, dtype=torch.long).reshape(-1)
+    if target.numel() == 1 and batch != 1:
+        target = target.expand(batch)
+    if bool((target < 0).any()):
+        raise ValueError(f"`targets` must be >= 0, got {target.tolist()[:5]}")
+    return target
+
+
 def quantus_explain_func(
     method: Attribution | Callable[[Any], Attribution], **attribute_kwargs: Any
 ) -> ExplainFunc:
@@ -146,16 +160,16 @@ def quantus_explain_func(
         x = torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, Tensor) else inputs)
         # A fresh leaf of our own: gradient methods need no copy and Captum does not warn.
         x = x.to(device=device, dtype=_model_dtype(model)).detach().clone().requires_grad_(True)
-        if isinstance(targets, Tensor):
-            target = targets.to(device=device, dtype=torch.long).reshape(-1)
-        else:
-            target = torch.as_tensor(np.asarray(targets), dtype=torch.long, device=device)
-            target = target.reshape(-1)
-        if target.numel() == 1 and x.shape[0] != 1:
-            target = target.expand(x.shape[0])
+        target = _targets(targets, x.shape[0], device)
         call_kwargs = {**attribute_kwargs, **kwargs}
         with torch.enable_grad():
-            attributions = explainer.attribute(x, target=target, **call_kwargs)
+            attributions = call_named(
+                f"{type(explainer).__name__}.attribute",
+                explainer.attribute,
+                x,
+                target=target,
+                **call_kwargs,
+            )
         if isinstance(attributions, tuple):
             if len(attributions) != 1:
                 raise ValueError("quantus_explain_func supports single-input models only")

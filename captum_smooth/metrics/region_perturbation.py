@@ -12,6 +12,8 @@ References:
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 
 import torch
@@ -19,7 +21,14 @@ from torch import Tensor
 
 from .._checks import check_positive_int
 from ._perturb import _check_curve_args, _perturbation_scores, _rank_descending
-from ._utils import BaselineLike, OutputKind, TargetLike, _format_baseline
+from ._utils import (
+    BaselineLike,
+    OutputKind,
+    TargetLike,
+    _check_generator,
+    _check_model,
+    _format_baseline,
+)
 
 __all__ = ["aupc"]
 
@@ -42,6 +51,19 @@ def _window(window: object, height: int, width: int) -> tuple[int, int]:
     return size
 
 
+def _check_value_range(value_range: object) -> tuple[float, float]:
+    """A pair ``(low, high)`` of finite real numbers with ``low <= high``."""
+    pair = value_range if isinstance(value_range, (tuple, list)) else ()
+    if len(pair) != 2 or not all(
+        isinstance(v, numbers.Real) and not isinstance(v, bool) for v in pair
+    ):
+        raise TypeError(f"`value_range` must be a pair (low, high) of numbers, got {value_range!r}")
+    low, high = float(pair[0]), float(pair[1])
+    if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+        raise ValueError(f"`value_range` must be finite with low <= high, got {value_range!r}")
+    return low, high
+
+
 def _uniform_noise(
     inputs: Tensor, value_range: tuple[float, float] | None, generator: torch.Generator | None
 ) -> Tensor:
@@ -51,10 +73,9 @@ def _uniform_noise(
         lo = flat.min(dim=1).values.reshape((b,) + (1,) * (inputs.dim() - 1))
         hi = flat.max(dim=1).values.reshape((b,) + (1,) * (inputs.dim() - 1))
     else:
-        if len(value_range) != 2 or not value_range[0] <= value_range[1]:
-            raise ValueError(f"`value_range` must be a pair (low, high), got {value_range!r}")
-        lo = torch.tensor(float(value_range[0]), dtype=inputs.dtype, device=inputs.device)
-        hi = torch.tensor(float(value_range[1]), dtype=inputs.dtype, device=inputs.device)
+        low, high = _check_value_range(value_range)
+        lo = torch.tensor(low, dtype=inputs.dtype, device=inputs.device)
+        hi = torch.tensor(high, dtype=inputs.dtype, device=inputs.device)
     device = generator.device if generator is not None else inputs.device
     u = torch.rand(inputs.shape, generator=generator, dtype=inputs.dtype, device=device)
     return lo + (hi - lo) * u.to(inputs.device)
@@ -70,7 +91,7 @@ def aupc(
     n_steps: int | None = None,
     baseline: BaselineLike | None = None,
     value_range: tuple[float, float] | None = None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | int | None = None,
     batch_size: int = 64,
     output: OutputKind = "logit",
 ) -> Tensor:
@@ -108,7 +129,7 @@ def aupc(
             to the number of regions.
         baseline: Deterministic replacement values, or ``None`` for uniform noise.
         value_range: ``(low, high)`` of the uniform noise; ``None``: per example min and max.
-        generator: Random generator of the uniform noise.
+        generator: Random generator (or int seed) of the uniform noise.
         batch_size: Perturbed inputs per forward call (default 64).
         output: ``"logit"`` (the raw output, default, as the SmoothTaylor code) or ``"prob"``
             (softmax probability).
@@ -124,11 +145,13 @@ def aupc(
         >>> aupc(model, x, maps, target=1, window=8, generator=torch.Generator().manual_seed(0))
         tensor([..., ...])
     """
+    model = _check_model(model)
     inputs, importance, target_t, output = _check_curve_args(
         inputs, maps, target, output, batch_size, images_only=True
     )
     b, _, height, width = inputs.shape
     win_h, win_w = _window(window, height, width)
+    generator = _check_generator(generator, "generator", inputs.device)
 
     n_rows, n_cols = -(-height // win_h), -(-width // win_w)
     n_regions = n_rows * n_cols

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._checks import check_positive_int
+from .._checks import check_bool, check_positive_int
 from ._utils import _channel_reduce_abs, _check_maps
 
 __all__ = ["total_variation"]
@@ -80,6 +80,22 @@ def _n_levels(height: int, width: int, min_size: int) -> int:
         count += 1
         h, w = (h + 1) // 2, (w + 1) // 2
     return count
+
+
+def _check_options(
+    percentile: object, min_size: object, sigma: object, subtract_min: object
+) -> None:
+    """The scalar options of :func:`total_variation`, each named when wrong."""
+    if isinstance(percentile, bool) or not isinstance(percentile, (int, float)):
+        raise TypeError(f"`percentile` must be a float, got {type(percentile).__name__}")
+    if not 0.0 < percentile <= 100.0:
+        raise ValueError(f"`percentile` must be in (0, 100], got {percentile}")
+    check_positive_int(min_size, "min_size", minimum=2)
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)):
+        raise TypeError(f"`sigma` must be a positive float, got {sigma!r}")
+    if not (math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"`sigma` must be a finite positive float, got {sigma!r}")
+    check_bool(subtract_min, "subtract_min")
 
 
 def total_variation(
@@ -150,13 +166,7 @@ def total_variation(
         raise ValueError(
             f"`maps` must have shape (B, C, H, W) or (B, H, W), got shape {tuple(maps.shape)}"
         )
-    if isinstance(percentile, bool) or not isinstance(percentile, (int, float)):
-        raise TypeError(f"`percentile` must be a float, got {type(percentile).__name__}")
-    if not 0.0 < percentile <= 100.0:
-        raise ValueError(f"`percentile` must be in (0, 100], got {percentile}")
-    check_positive_int(min_size, "min_size", minimum=2)
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
-        raise ValueError(f"`sigma` must be a positive float, got {sigma!r}")
+    _check_options(percentile, min_size, sigma, subtract_min)
 
     level = _channel_reduce_abs(maps)
     if level.dtype in (torch.float16, torch.bfloat16):

@@ -320,12 +320,17 @@ class PerExampleSigma(SigmaRule):
     """
 
     def __init__(self, values: Tensor | Sequence[float]) -> None:
-        tensor = torch.as_tensor(values)
+        kind = "a 1-D real tensor or sequence (one sigma per example)"
+        try:
+            tensor = torch.as_tensor(values)
+        except (TypeError, ValueError, RuntimeError) as err:  # torch: "invalid data type 'str'"
+            raise TypeError(f"`values` must be {kind}, got {values!r}") from err
         if tensor.dim() != 1 or tensor.is_complex() or tensor.dtype == torch.bool:
-            raise TypeError(
-                f"`values` must be a 1-D real tensor or sequence (one sigma per example), got "
-                f"{values!r}"
-            )
+            raise TypeError(f"`values` must be {kind}, got {values!r}")
+        if tensor.numel() == 0:
+            raise ValueError("`values` is empty: give one sigma per example")
+        if not bool((torch.isfinite(tensor) & (tensor >= 0)).all()):
+            raise ValueError(f"`values` must be finite and >= 0, got {values!r}")
         self.values = tensor
 
     def __call__(self, inputs: Tensor) -> Tensor:

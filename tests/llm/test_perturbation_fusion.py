@@ -166,9 +166,10 @@ def test_one_pass_forward_takes_the_noise_too(gpt2: Any, tokenizer: Any) -> None
 
 
 def test_an_inner_failure_is_not_blamed_on_a_missing_target(gpt2: Any, tokenizer: Any) -> None:
-    # perturbations_per_eval=0 makes Captum's FeatureAblation fail its own assertion; the
-    # LLM wrapper passes the target tokens itself, so the error must stay Captum's.
+    # perturbations_per_eval=0 would make Captum's FeatureAblation fail its own assertion; the
+    # LLM wrapper passes the target tokens itself, so the error names the count, not `target`.
     smooth = SmoothLLMAttribution(FeatureAblation(gpt2), tokenizer)
     inp = TextTokenInput(PROMPT, tokenizer)
-    with pytest.raises(AssertionError):
+    with pytest.raises(ValueError, match="`perturbations_per_eval` must be >= 1") as err:
         smooth.attribute(inp, target=TARGET, n_weight_samples=1, perturbations_per_eval=0)
+    assert "`target`" not in str(err.value)

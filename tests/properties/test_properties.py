@@ -108,12 +108,10 @@ def _stdevs(draw: Any, inputs: tuple[Tensor, ...]) -> Any:
 
 
 def _target(draw: Any, batch: int) -> Any:
-    kind = draw(st.sampled_from(["int", "neg", "list", "tensor", "scalar_tensor", "tuple"]))
+    kind = draw(st.sampled_from(["int", "list", "tensor", "scalar_tensor", "tuple"]))
     c = draw(st.integers(0, LinearInEachInput.N_OUT - 1))
     if kind == "int":
         return c
-    if kind == "neg":
-        return c - LinearInEachInput.N_OUT
     if kind == "tuple":
         return (c,)
     per_example = [draw(st.integers(0, LinearInEachInput.N_OUT - 1)) for _ in range(batch)]
@@ -238,7 +236,7 @@ def bad_table(method: str) -> dict[str, list[Any]]:
         table["stdevs"] = BAD_STDEVS
     if method == "tunnel":
         table.update(BAD_TUNNEL)
-    table["target"] = ["too_long", 99, -99, "float", "2d", "name", None]
+    table["target"] = ["too_long", 99, -99, -1, "neg_list", "uint8", "float", "2d", "name", None]
     return table
 
 
@@ -258,6 +256,8 @@ def _corrupt_argument(draw: Any, case: Case, name: str | None, value: Any) -> No
             "float": torch.zeros(x.shape[0]),
             "2d": torch.zeros(x.shape[0], 2, dtype=torch.long),
             "name": "cat",
+            "neg_list": [-1] * x.shape[0],
+            "uint8": torch.zeros(x.shape[0], dtype=torch.uint8),
         }.get(value, value)
     if name == "min_samples":
         case.kwargs.pop("tolerance", None)  # min_samples without tolerance has no effect
