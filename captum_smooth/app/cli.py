@@ -44,6 +44,7 @@ from .explain import DEFAULT_MAX_SAMPLES, DEFAULT_TOLERANCE, Settings, run
 from .loading import SAMPLE_PREFIX, LoadedModel, load_model
 from .methods import DEFAULT_METHODS
 from .options import add_option
+from .settings import check_size
 from .text import add_explain_text_parser
 
 __all__ = ["CLIError", "LoadedModel", "build_parser", "load_model", "main"]
@@ -59,16 +60,29 @@ DEMO_NOTE = (
     "--max-samples 4096` runs it"
 )
 DEFAULT_AUC_STEPS = 10
+MAX_PORT = 65535
 
 
 # --------------------------------------------------------------------------------------------
 # Insights and the method list
 
 
+def _check_insights(args: argparse.Namespace) -> None:
+    """Refuse bad options before anything is loaded or served."""
+    if args.port is not None and not 1 <= args.port <= MAX_PORT:
+        raise CLIError(
+            f"--port must be in 1..{MAX_PORT} (leave it out for a free one), got {args.port}"
+        )
+    check_size(args.size)
+    if args.images is not None and not args.images:
+        raise CLIError("--images is empty: give image files, or leave --images out")
+
+
 def _run_insights(args: argparse.Namespace) -> int:
     from . import insights
     from .loading import load_images
 
+    _check_insights(args)
     if not insights.insights_available():
         import captum
 
@@ -115,9 +129,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _split_methods(values: list[str] | None) -> list[str] | None:
+    """``--methods`` values (comma-separated, repeated) as names; an empty name is refused."""
     if values is None:
         return None
-    names = [n.strip() for value in values for n in value.split(",") if n.strip()]
+    names = [n.strip() for value in values for n in value.split(",")]
+    if "" in names:
+        given = " ".join(f"-m {v!r}" for v in values)
+        raise CLIError(f"--methods has an empty name in {given}: give method names, A,B")
     return names
 
 
