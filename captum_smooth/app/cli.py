@@ -350,13 +350,13 @@ def _settings(args: argparse.Namespace) -> Settings:
         sign=args.sign,
         weight_noise=args.weight_noise,
         sampling=args.sampling,
+        intro=DEMO_NOTE if demo and args.methods is None else None,
     )
 
 
 def _demo_methods(args: argparse.Namespace) -> list[str]:
     if args.methods is not None:
         return _split_methods(args.methods) or []
-    print(DEMO_NOTE, file=sys.stderr)
     return list(DEMO_METHODS)
 
 

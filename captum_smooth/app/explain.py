@@ -517,6 +517,8 @@ def run(settings: Settings) -> int:
     """
     warnings.filterwarnings("ignore", message=r"Input Tensor \d+ did not already require")
     specs, plan = validate(settings)
+    if settings.intro:
+        print(settings.intro, file=sys.stderr)
     inputs = _load_inputs(settings, plan)
     notes = list(inputs.loaded.warnings)
     notes += _choose_weight_noise(settings, specs, inputs)

@@ -181,7 +181,7 @@ def load_model(spec: str | None = None) -> LoadedModel:
             return _load_default()
         module, description = _load_other(spec)
     except CLIError as exc:
-        raise CLIError(f"cannot load model {spec!r}: {exc}") from exc
+        raise CLIError(f"--model {spec!r}: cannot load model: {exc}") from exc
     classes = getattr(module, "classes", None)
     if not (isinstance(classes, (list, tuple)) and all(isinstance(c, str) for c in classes)):
         classes = None

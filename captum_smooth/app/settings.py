@@ -71,6 +71,9 @@ class Settings:
     weight_noise: float | None = None
     #: ``--sampling`` (None: ``"iid"``; the demo: each method's :attr:`MethodSpec.sampling`).
     sampling: str | None = None
+    #: A line printed on stderr once the options are checked (the demo's note on its methods):
+    #: bad input is one line on stderr, alone.
+    intro: str | None = None
 
 
 def sampling_of(settings: Settings, spec: MethodSpec) -> str:
