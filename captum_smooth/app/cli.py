@@ -22,10 +22,13 @@ Images are fed to the model as RGB in ``[0, 1]``, ``(N, 3, size, size)``. Models
 ``efficientnet-lite0`` (the default, embedded), ``torchvision:NAME[:WEIGHTS]``, a TorchScript
 file, or ``module:callable`` (:mod:`captum_smooth.app.loading`).
 
-Bad input (an unreadable image, an unknown method, a target outside the model's classes, a
-model that does not load) is reported in one line on stderr with exit status 2, before anything
-is written. Results are written to a temporary folder beside ``--out`` and moved into place at
-the end, so ``--out`` never holds a half-written result.
+Bad input (an unreadable image, an unknown method, a target outside the model's classes or no
+class index, an empty text, a seed torch cannot take, a model that does not load) is reported
+in one line on stderr naming the option, with exit status 2, before anything is written and,
+where the value alone tells, before any model is loaded. Every output folder is written as a
+whole (:func:`~captum_smooth.app.report.write_folder`): built beside ``--out``, then swapped
+in; a failure leaves the old results (or none), never a mix, and the user's other files in
+``--out`` are kept.
 """
 
 from __future__ import annotations

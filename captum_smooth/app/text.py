@@ -38,6 +38,7 @@ import math
 import os
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -455,11 +456,16 @@ def write_text_outputs(rows: list[TokenRow], meta: dict[str, Any], out: Path) ->
 
 
 def _methods(value: str) -> tuple[str, ...]:
-    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    names = tuple(v.strip() for v in value.split(","))
+    if "" in names:
+        raise argparse.ArgumentTypeError(
+            f"an empty name in {value!r}; choose from {', '.join(TEXT_METHODS)}"
+        )
     unknown = [n for n in names if n not in TEXT_METHODS]
-    if unknown or not names:
-        given = f"unknown method(s) {unknown}" if unknown else "no method given"
-        raise argparse.ArgumentTypeError(f"{given}; choose from {', '.join(TEXT_METHODS)}")
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown method(s) {unknown}; choose from {', '.join(TEXT_METHODS)}"
+        )
     if len(set(names)) < len(names):
         raise argparse.ArgumentTypeError(f"a method is named twice in {value!r}")
     return names
@@ -485,26 +491,53 @@ def add_explain_text_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--methods", type=_methods, default=TEXT_METHODS, help="comma-separated")
     defaults = DEFAULT_SETTINGS
+    # None: not given (an option that changes none of the methods run is an error, so it must
+    # be told from its default); _with_defaults fills in DEFAULT_SETTINGS.
     p.add_argument(
-        "--samples", type=int, default=defaults["samples"], help="samples per smoothed method"
+        "--samples",
+        type=int,
+        default=None,
+        help=f"samples per smoothed method (default: {defaults['samples']})",
     )
     p.add_argument(
         "--steps", type=int, default=defaults["steps"], help="Integrated Gradients steps"
     )
-    add_option(p, "--noise-level", default=defaults["noise_level"])
-    add_option(p, "--weight-noise", default=defaults["weight_noise"])
+    add_option(p, "--noise-level", default=None, default_note=f"{defaults['noise_level']:g}")
+    add_option(p, "--weight-noise", default=None, default_note=f"{defaults['weight_noise']:g}")
     add_renamed(p, "--weight-stdev", "--weight-noise")
     add_option(p, "--seed", default=defaults["seed"])
-    add_option(p, "--sampling", default=defaults["sampling"])
+    add_option(p, "--sampling", default=None, default_note=defaults["sampling"])
     add_option(p, "--out", default=Path("out/text"))
     p.set_defaults(func=run_explain_text)
     return p
+
+
+#: explain-text's options that only some methods take: (option, its key in the arguments and
+#: :data:`DEFAULT_SETTINGS`, whether a recipe takes it).
+_OPTION_USERS: tuple[tuple[str, str, Callable[[TextRecipe], bool]], ...] = (
+    ("--samples", "samples", lambda r: r.smoothed),
+    ("--noise-level", "noise_level", lambda r: r.input_noise),
+    ("--weight-noise", "weight_noise", lambda r: r.weight_noise),
+    ("--sampling", "sampling", lambda r: r.smoothed),
+)
+
+
+def _with_defaults(args: argparse.Namespace) -> None:
+    """Refuse an option that changes none of the methods run; fill in the others' defaults."""
+    recipes = [cast(TextRecipe, text_methods()[m].text) for m in args.methods]
+    for option, key, takes in _OPTION_USERS:
+        value = getattr(args, key)
+        if value is None:
+            setattr(args, key, DEFAULT_SETTINGS[key])
+        elif not any(takes(r) for r in recipes) and (key != "sampling" or value != "iid"):
+            raise CLIError(f"{option} changes none of the methods run ({', '.join(args.methods)})")
 
 
 def _check_args(args: argparse.Namespace) -> None:
     """Refuse bad options before anything is loaded (each message names its option)."""
     check_text(args.text, "--text", "give the sentence to explain")
     check_text(args.compare, "--compare", "give the sentence to compare it with")
+    _with_defaults(args)
     if args.samples < 1:
         raise CLIError(f"--samples must be >= 1, got {args.samples}")
     if args.steps < 2:
