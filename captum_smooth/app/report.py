@@ -293,10 +293,19 @@ def _first_existing(path: Path) -> Path:
     return path
 
 
+def _holds_working_folder(folder: Path) -> bool:
+    """Whether ``folder`` is the working folder or one above it (swapping it away would leave
+    the process, and the shell that started it, in a removed folder)."""
+    try:
+        cwd = Path.cwd().resolve()
+    except OSError:  # the working folder was removed already: there is none to protect
+        return False
+    return folder == cwd or folder in cwd.parents
+
+
 def _check_replaceable(shown: str, target: Path, files: Sequence[str]) -> None:
     """An existing ``--out`` folder: the run must be able to swap it and keep what it holds."""
-    cwd = Path.cwd().resolve()
-    if target == cwd or target in cwd.parents:
+    if _holds_working_folder(target):
         raise CLIError(
             f"--out {shown} is the working folder or holds it: a run replaces its --out folder "
             "as a whole, give it a folder of its own"
