@@ -22,10 +22,13 @@ Images are fed to the model as RGB in ``[0, 1]``, ``(N, 3, size, size)``. Models
 ``efficientnet-lite0`` (the default, embedded), ``torchvision:NAME[:WEIGHTS]``, a TorchScript
 file, or ``module:callable`` (:mod:`captum_smooth.app.loading`).
 
-Bad input (an unreadable image, an unknown method, a target outside the model's classes, a
-model that does not load) is reported in one line on stderr with exit status 2, before anything
-is written. Results are written to a temporary folder beside ``--out`` and moved into place at
-the end, so ``--out`` never holds a half-written result.
+Bad input (an unreadable image, an unknown method, a target outside the model's classes or no
+class index, an empty text, a seed torch cannot take, a model that does not load) is reported
+in one line on stderr naming the option, with exit status 2, before anything is written and,
+where the value alone tells, before any model is loaded. Every output folder is written as a
+whole (:func:`~captum_smooth.app.report.write_folder`): built beside ``--out``, then swapped
+in; a failure leaves the old results (or none), never a mix, and the user's other files in
+``--out`` are kept.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from .explain import DEFAULT_MAX_SAMPLES, DEFAULT_TOLERANCE, Settings, run
 from .loading import SAMPLE_PREFIX, LoadedModel, load_model
 from .methods import DEFAULT_METHODS
 from .options import add_option
+from .settings import check_size
 from .text import add_explain_text_parser
 
 __all__ = ["CLIError", "LoadedModel", "build_parser", "load_model", "main"]
@@ -59,16 +63,29 @@ DEMO_NOTE = (
     "--max-samples 4096` runs it"
 )
 DEFAULT_AUC_STEPS = 10
+MAX_PORT = 65535
 
 
 # --------------------------------------------------------------------------------------------
 # Insights and the method list
 
 
+def _check_insights(args: argparse.Namespace) -> None:
+    """Refuse bad options before anything is loaded or served."""
+    if args.port is not None and not 1 <= args.port <= MAX_PORT:
+        raise CLIError(
+            f"--port must be in 1..{MAX_PORT} (leave it out for a free one), got {args.port}"
+        )
+    check_size(args.size)
+    if args.images is not None and not args.images:
+        raise CLIError("--images is empty: give image files, or leave --images out")
+
+
 def _run_insights(args: argparse.Namespace) -> int:
     from . import insights
     from .loading import load_images
 
+    _check_insights(args)
     if not insights.insights_available():
         import captum
 
@@ -115,9 +132,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _split_methods(values: list[str] | None) -> list[str] | None:
+    """``--methods`` values (comma-separated, repeated) as names; an empty name is refused."""
     if values is None:
         return None
-    names = [n.strip() for value in values for n in value.split(",") if n.strip()]
+    names = [n.strip() for value in values for n in value.split(",")]
+    if "" in names:
+        given = " ".join(f"-m {v!r}" for v in values)
+        raise CLIError(f"--methods has an empty name in {given}: give method names, A,B")
     return names
 
 
@@ -332,13 +353,13 @@ def _settings(args: argparse.Namespace) -> Settings:
         sign=args.sign,
         weight_noise=args.weight_noise,
         sampling=args.sampling,
+        intro=DEMO_NOTE if demo and args.methods is None else None,
     )
 
 
 def _demo_methods(args: argparse.Namespace) -> list[str]:
     if args.methods is not None:
         return _split_methods(args.methods) or []
-    print(DEMO_NOTE, file=sys.stderr)
     return list(DEMO_METHODS)
 
 

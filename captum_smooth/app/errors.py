@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILURE", "PROG", "CLIError", "short", "warn"]
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_FAILURE",
+    "MAX_SEED",
+    "PROG",
+    "CLIError",
+    "check_seed",
+    "check_text",
+    "image_seed",
+    "short",
+    "warn",
+]
 
 PROG = "captum-smooth"
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
+#: The largest seed: torch seeds its generators with an unsigned 64-bit integer (it also takes
+#: negative ones down to -2**63, as the same unsigned seeds: two spellings, so refused here).
+MAX_SEED = 2**64 - 1
 
 
 class CLIError(Exception):
@@ -30,3 +44,34 @@ def warn(message: str) -> str:
     """
     print(f"{PROG}: warning: {message}", file=sys.stderr, flush=True)
     return message
+
+
+def check_seed(seed: int, option: str = "--seed") -> None:
+    """Refuse a seed torch cannot take, or one it would take as another (a negative one).
+
+    Raises:
+        CLIError: ``seed`` outside ``0..2**64-1``.
+    """
+    if not 0 <= seed <= MAX_SEED:
+        raise CLIError(f"{option} must be in 0..2**64-1 (torch's seeds), got {seed}")
+
+
+def image_seed(seed: int, index: int) -> int:
+    """The seed of the ``index``-th image of a run seeded ``seed``: ``seed + index``, wrapped
+    into torch's range (so that every seed :func:`check_seed` accepts runs)."""
+    return (seed + index) % (MAX_SEED + 1)
+
+
+def check_text(text: str | None, option: str, what: str) -> None:
+    """Refuse an empty (or blank) text option: it would run on nothing, silently.
+
+    Args:
+        text: The option's value (None: not given).
+        option: The option as typed (``--target``).
+        what: What to give instead, for the message.
+
+    Raises:
+        CLIError: ``text`` is empty or only spaces.
+    """
+    if text is not None and not text.strip():
+        raise CLIError(f"{option} is empty: {what}")

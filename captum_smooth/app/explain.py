@@ -8,19 +8,18 @@ written; the outputs are written by :func:`~captum_smooth.app.report.write_outpu
 from __future__ import annotations
 
 import math
-import os
+import re
 import sys
 import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from .controls import control_maps
-from .errors import CLIError, short, warn
+from .errors import CLIError, check_seed, check_text, image_seed, short, warn
 from .loading import LoadedModel, load_images, load_model, output_classes, resolve_target
 from .methods import (
     DEFAULT_METHODS,
@@ -31,13 +30,22 @@ from .methods import (
     resolve_kernel,
     resolve_methods,
 )
-from .report import Row, format_report, legend, summarise, versions, write_outputs
+from .report import (
+    Row,
+    check_out,
+    format_report,
+    legend,
+    summarise,
+    versions,
+    write_outputs,
+)
 from .settings import (
     DEFAULT_MAX_SAMPLES,
     DEFAULT_TOLERANCE,
     Budget,
     Settings,
     budget,
+    check_size,
     is_smoothing,
     sampling_of,
 )
@@ -63,32 +71,44 @@ class _Inputs:
     weight_noise_choice: dict[str, Any] | None = None
 
 
-def _check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise CLIError(f"--out {str(out)!r} exists and is not a directory")
-    parent = out.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise CLIError(f"--out {str(out)!r}: cannot write in {str(parent)!r}")
-
-
 def _check_numbers(settings: Settings) -> None:
     for option, value in (("--samples", settings.samples), ("--max-samples", settings.max_samples)):
         if value is not None and value < 1:
             raise CLIError(f"{option} must be >= 1, got {value}")
+    check_seed(settings.seed)
     if settings.weight_noise is not None and not (
         math.isfinite(settings.weight_noise) and settings.weight_noise >= 0
     ):
         raise CLIError(f"--weight-noise must be a number >= 0, got {settings.weight_noise}")
-    if settings.size < 8:
-        raise CLIError(f"--size must be >= 8, got {settings.size}")
+    check_size(settings.size)
     if settings.tolerance is not None and not (
         math.isfinite(settings.tolerance) and settings.tolerance > 0
     ):
         raise CLIError(f"--tolerance must be a positive number, got {settings.tolerance}")
     if settings.auc_steps < 0:
         raise CLIError(f"--auc-steps must be >= 0, got {settings.auc_steps}")
+
+
+#: ``--target`` spelled as a number (a class index must be a whole number >= 0).
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def check_target(target: str | None) -> None:
+    """Refuse an empty ``--target`` and a number that is not a class index (before any work).
+
+    Raises:
+        CLIError: ``--target ""`` (or spaces), or a negative or fractional number.
+    """
+    check_text(target, "--target", _TARGET_HELP)
+    text = "" if target is None else target.strip()
+    if _NUMBER.fullmatch(text) and not re.fullmatch(r"\+?\d+", text):
+        raise CLIError(f"--target {target!r} is not a class index (a whole number >= 0)")
+
+
+_TARGET_HELP = (
+    "give a class index (0, 1, ...) or a class name, or leave --target out to explain each "
+    "image's predicted class"
+)
 
 
 def _check_effect(settings: Settings, specs: list[MethodSpec]) -> None:
@@ -110,6 +130,28 @@ def _check_effect(settings: Settings, specs: list[MethodSpec]) -> None:
         raise CLIError(f"--sampling antithetic changes none of the methods run ({names})")
 
 
+def _two_draws(spec: MethodSpec, cap: int, sampling: str) -> bool:
+    """Whether ``spec`` draws at least two samples under the cap ``cap`` (a Monte-Carlo error
+    needs two; AdaptGrad's clean gradient is one of its ``cap``)."""
+    kwargs = spec.budget_kwargs(cap, DEFAULT_TOLERANCE, sampling)
+    return max(kwargs.get("nt_samples", 1), kwargs.get("n_weight_samples", 1)) >= 2
+
+
+def _check_cap(settings: Settings, specs: list[MethodSpec], plan: Budget) -> None:
+    """Under a tolerance, ``--max-samples`` must let every smoothing method draw two samples."""
+    if plan.tolerance is None:
+        return
+    for spec in filter(is_smoothing, specs):
+        sampling = sampling_of(settings, spec)
+        if not _two_draws(spec, plan.samples, sampling):
+            need = next(n for n in range(plan.samples + 1, 1024) if _two_draws(spec, n, sampling))
+            raise CLIError(
+                f"--max-samples {plan.samples} is too small for {spec.name} sampling to a "
+                f"tolerance (a Monte-Carlo error needs two samples): it needs --max-samples "
+                f">= {need}, or give --samples N for a fixed count"
+            )
+
+
 def _has_weight_noise(spec: MethodSpec) -> bool:
     return "weight_stdev" in spec.kwargs(2)
 
@@ -124,13 +166,14 @@ def validate(settings: Settings) -> tuple[list[MethodSpec], Budget]:
         CLIError: The first bad option.
     """
     _check_numbers(settings)
+    check_target(settings.target)
     plan = budget(settings)
     if settings.kernel is not None:
         try:
             resolve_kernel(settings.kernel)
         except ValueError as exc:
-            raise CLIError(str(exc)) from exc
-    _check_out(settings.out)
+            raise CLIError(f"--kernel: {exc}") from exc
+    check_out(settings.out)
     names = list(DEFAULT_METHODS) if settings.methods is None else settings.methods
     try:
         for name in names:  # one naming scheme with explain-dataset: old names are refused
@@ -138,8 +181,9 @@ def validate(settings: Settings) -> tuple[list[MethodSpec], Budget]:
                 cli_method(name)
         specs = resolve_methods(names)
     except ValueError as exc:
-        raise CLIError(str(exc)) from exc
+        raise CLIError(f"--methods: {exc}") from exc
     _check_effect(settings, specs)
+    _check_cap(settings, specs, plan)
     return specs, plan
 
 
@@ -186,7 +230,7 @@ def _call(
         inputs.images[i : i + 1],
         inputs.targets[i],
         samples,
-        seed=settings.seed + i,
+        seed=image_seed(settings.seed, i),
         kernel=settings.kernel,
         magnitude=not settings.sign,
         weight_noise=inputs.weight_noise,
@@ -292,7 +336,7 @@ def _add_controls(
             for i in range(n_images)
         ]
     for i in range(n_images):
-        maps = control_maps(inputs.images[i : i + 1], gradients[i], settings.seed + i)
+        maps = control_maps(inputs.images[i : i + 1], gradients[i], image_seed(settings.seed, i))
         for name, control in maps.items():
             attributions.setdefault(name, []).append(control)
             target = inputs.targets[i]
@@ -473,6 +517,8 @@ def run(settings: Settings) -> int:
     """
     warnings.filterwarnings("ignore", message=r"Input Tensor \d+ did not already require")
     specs, plan = validate(settings)
+    if settings.intro:
+        print(settings.intro, file=sys.stderr)
     inputs = _load_inputs(settings, plan)
     notes = list(inputs.loaded.warnings)
     notes += _choose_weight_noise(settings, specs, inputs)

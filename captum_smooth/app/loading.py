@@ -181,7 +181,7 @@ def load_model(spec: str | None = None) -> LoadedModel:
             return _load_default()
         module, description = _load_other(spec)
     except CLIError as exc:
-        raise CLIError(f"cannot load model {spec!r}: {exc}") from exc
+        raise CLIError(f"--model {spec!r}: cannot load model: {exc}") from exc
     classes = getattr(module, "classes", None)
     if not (isinstance(classes, (list, tuple)) and all(isinstance(c, str) for c in classes)):
         classes = None
@@ -277,7 +277,7 @@ def resolve_target(target: str | None, n_outputs: int, classes: list[str]) -> in
     if re.fullmatch(r"[+-]?\d+", text):
         index = int(text)
         if not 0 <= index < n_outputs:
-            raise CLIError(f"target {index} is outside the model's classes (0..{n_outputs - 1})")
+            raise CLIError(f"--target {index} is outside the model's classes (0..{n_outputs - 1})")
         return index
     if text in classes:
         return classes.index(text)
@@ -285,6 +285,6 @@ def resolve_target(target: str | None, n_outputs: int, classes: list[str]) -> in
     if text.lower() in lowered:
         return lowered.index(text.lower())
     raise CLIError(
-        f"target {target!r} is neither a class index (0..{n_outputs - 1}) nor a class name of "
+        f"--target {target!r} is neither a class index (0..{n_outputs - 1}) nor a class name of "
         "the model"
     )

@@ -1,11 +1,16 @@
 """What ``explain`` and ``demo`` report: the rows, the printed table, metrics.json and metrics.csv.
 
-Results are written to a temporary folder beside ``--out`` and moved into place at the end, so
-``--out`` never holds a half-written result.
+Every output folder of the command line is written as a whole (:func:`write_folder`): the
+results are built in a temporary folder beside ``--out``, which then takes ``--out``'s place
+(the old folder is set aside, the new one moved in, the old one removed; on a failure the old
+one is put back). ``--out`` holds the old results or the new ones, never a mix; files in it that
+a run does not write are kept (hard-linked into the new folder). :func:`check_out` refuses,
+before any work, an ``--out`` that could not be replaced so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -13,7 +18,9 @@ import math
 import os
 import platform
 import shutil
+import stat
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,17 +28,25 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .errors import CLIError, short, warn
+
 __all__ = [
     "METRIC_COLUMNS",
+    "OUTPUT_FILES",
     "PRINTED_COLUMNS",
     "Row",
+    "check_out",
     "finite",
     "format_report",
     "legend",
     "summarise",
     "versions",
+    "write_folder",
     "write_outputs",
 ]
+
+#: The files ``explain`` and ``demo`` write into ``--out``.
+OUTPUT_FILES = ("comparison.png", "metrics.json", "metrics.csv")
 
 #: ``(key, column title)`` of the metrics, in the order of metrics.json and metrics.csv.
 METRIC_COLUMNS = (
@@ -230,15 +245,6 @@ def _csv_text(rows: list[Row]) -> str:
     return buffer.getvalue()
 
 
-def _move_into_place(staging: Path, out: Path) -> None:
-    if not out.exists():
-        os.replace(staging, out)
-        return
-    for item in staging.iterdir():
-        os.replace(item, out / item.name)
-    staging.rmdir()
-
-
 def write_outputs(
     out: Path,
     style: str,
@@ -259,27 +265,183 @@ def write_outputs(
     """
     from .visualization import comparison_grid
 
-    parent = out.absolute().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 would become --out's mode
+    def fill(folder: Path) -> None:
         comparison_grid(
             images,
             grid_maps,
             titles=titles,
             row_labels=row_labels,
-            path=staging / "comparison.png",
+            path=folder / "comparison.png",
             method=style,
             sign=sign,
             captions=captions,
             colorbar=True,
         )
-        (staging / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", "utf-8")
-        (staging / "metrics.csv").write_text(_csv_text(rows), "utf-8")
-        _move_into_place(staging, out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        (folder / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", "utf-8")
+        (folder / "metrics.csv").write_text(_csv_text(rows), "utf-8")
+
+    write_folder(out, fill)
+
+
+# --------------------------------------------------------------------------------------------
+# The output folder, written as a whole
+
+
+def _first_existing(path: Path) -> Path:
+    while not os.path.lexists(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _holds_working_folder(folder: Path) -> bool:
+    """Whether ``folder`` is the working folder or one above it (swapping it away would leave
+    the process, and the shell that started it, in a removed folder)."""
+    try:
+        cwd = Path.cwd().resolve()
+    except OSError:  # the working folder was removed already: there is none to protect
+        return False
+    return folder == cwd or folder in cwd.parents
+
+
+def _check_replaceable(shown: str, target: Path, files: Sequence[str]) -> None:
+    """An existing ``--out`` folder: the run must be able to swap it and keep what it holds."""
+    if _holds_working_folder(target):
+        raise CLIError(
+            f"--out {shown} is the working folder or holds it: a run replaces its --out folder "
+            "as a whole, give it a folder of its own"
+        )
+    if os.path.ismount(target):
+        raise CLIError(f"--out {shown} is a mount point: give a folder inside it")
+    if not os.access(target, os.R_OK | os.X_OK):
+        raise CLIError(f"--out {shown}: cannot read the folder")
+    for name in files:
+        if (target / name).is_dir() and not (target / name).is_symlink():
+            raise CLIError(
+                f"--out {shown} holds a folder {name!r} where the run writes a file: move it, "
+                "or give another --out"
+            )
+
+
+def check_out(out: Path, files: Sequence[str] = OUTPUT_FILES) -> None:
+    """Refuse, before any work, an ``--out`` that :func:`write_folder` could not replace.
+
+    Args:
+        out: ``--out``.
+        files: The names the run writes into it.
+
+    Raises:
+        CLIError: ``out`` is a file, lies below a file, is in a folder that cannot be written,
+            is the working folder (or holds it), a mount point, or holds a folder named as one
+            of ``files``.
+    """
+    shown = repr(str(out))
+    try:
+        target = out.resolve()
+    except (OSError, RuntimeError) as exc:  # a symbolic-link loop
+        raise CLIError(f"--out {shown}: {short(exc)}") from exc
+    if target.exists() and not target.is_dir():
+        raise CLIError(f"--out {shown} exists and is not a directory")
+    ancestor = _first_existing(target.parent)
+    if not ancestor.is_dir():
+        raise CLIError(f"--out {shown} lies below {str(ancestor)!r}, a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise CLIError(f"--out {shown}: cannot write in {str(ancestor)!r}")
+    if target.is_dir():
+        _check_replaceable(shown, target, files)
+
+
+def write_folder(out: Path, fill: Callable[[Path], None]) -> None:
+    """Write the folder ``out`` as a whole: ``fill`` writes the files into an empty folder.
+
+    The folder is built beside ``out`` and then takes its place: an existing ``out`` is set
+    aside, the new folder moved in, the old one removed (put back if the move fails). Entries
+    of the old folder that ``fill`` did not write are kept, hard-linked (else copied) into the
+    new one. A failure leaves the old folder as it was (or no folder, if there was none), and
+    no folder that this call created.
+
+    Args:
+        out: The output folder (a symbolic link: the folder it points to is replaced).
+        fill: Writes the outputs into the folder it is given.
+    """
+    target = out.resolve()
+    created = _make_parents(target.parent)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        _copy_mode(target, staging)
+        fill(staging)
+        if target.is_dir():
+            _carry_over(target, staging)
+            _swap(target, staging)
+        else:
+            os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in created:  # the parents made for this run, innermost first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; return those created, innermost first."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        path.mkdir()
+    return missing
+
+
+def _copy_mode(target: Path, staging: Path) -> None:
+    """The new folder takes the old one's mode, else the umask's (not mkdtemp's 0700)."""
+    if target.is_dir():
+        os.chmod(staging, stat.S_IMODE(target.stat().st_mode))
+        return
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)
+
+
+def _carry_over(old: Path, new: Path) -> None:
+    """Link into ``new`` the entries of ``old`` that ``new`` does not hold (the user's files)."""
+    for entry in old.iterdir():
+        if not os.path.lexists(new / entry.name):
+            _link_copy(entry, new / entry.name)
+        elif entry.is_dir() and not entry.is_symlink():
+            raise CLIError(
+                f"--out {str(old)!r} holds a folder {entry.name!r} where the run writes a file: "
+                "nothing was replaced"
+            )
+
+
+def _link_copy(source: Path, destination: Path) -> None:
+    if source.is_symlink():
+        os.symlink(os.readlink(source), destination)
+    elif source.is_dir():
+        shutil.copytree(source, destination, symlinks=True, copy_function=_link_or_copy)
+    else:
+        _link_or_copy(source, destination)
+
+
+def _link_or_copy(source: str | Path, destination: str | Path) -> None:
+    try:
+        os.link(source, destination)
+    except OSError:  # a file system without hard links
+        shutil.copy2(source, destination)
+
+
+def _swap(target: Path, new: Path) -> None:
+    """Put the folder ``new`` in ``target``'s place; the old folder back if that fails."""
+    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    aside.rmdir()  # a free name beside target: os.replace needs it absent everywhere
+    os.replace(target, aside)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(aside, target)
+        raise
+    try:
+        shutil.rmtree(aside)
+    except OSError as exc:
+        warn(f"the previous results could not be removed from {str(aside)!r}: {short(exc)}")

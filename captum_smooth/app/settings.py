@@ -14,9 +14,12 @@ __all__ = [
     "DEFAULT_MAX_SAMPLES",
     "DEFAULT_TOLERANCE",
     "DETERMINISTIC_STEPS",
+    "MAX_SIZE",
+    "MIN_SIZE",
     "Budget",
     "Settings",
     "budget",
+    "check_size",
     "is_smoothing",
     "sampling_of",
 ]
@@ -29,6 +32,19 @@ DEFAULT_MAX_SAMPLES = 128
 #: Steps of the deterministic methods (Integrated Gradients) when the others sample to a
 #: tolerance: a Riemann sum has no Monte-Carlo error to sample against.
 DETERMINISTIC_STEPS = 32
+#: The image sides ``--size`` takes: below 8 pixels the models have nothing to see; above 4096
+#: one image alone is 200 MB, and the methods hold dozens of noisy copies of it at once.
+MIN_SIZE, MAX_SIZE = 8, 4096
+
+
+def check_size(size: int) -> None:
+    """Refuse an image side outside :data:`MIN_SIZE`..:data:`MAX_SIZE` (``--size``).
+
+    Raises:
+        CLIError: ``size`` out of range.
+    """
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise CLIError(f"--size must be in {MIN_SIZE}..{MAX_SIZE} pixels, got {size}")
 
 
 @dataclass
@@ -55,6 +71,9 @@ class Settings:
     weight_noise: float | None = None
     #: ``--sampling`` (None: ``"iid"``; the demo: each method's :attr:`MethodSpec.sampling`).
     sampling: str | None = None
+    #: A line printed on stderr once the options are checked (the demo's note on its methods):
+    #: bad input is one line on stderr, alone.
+    intro: str | None = None
 
 
 def sampling_of(settings: Settings, spec: MethodSpec) -> str:

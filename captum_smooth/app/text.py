@@ -34,9 +34,11 @@ import csv
 import importlib.util
 import io
 import json
+import math
 import os
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -48,21 +50,25 @@ from torch import Tensor, nn
 from ..core import SmoothTunnel
 from ..llm.gradient import token_scores
 from ..noise import RangeShareSigma, WeightNoise
-from .errors import CLIError
+from .errors import CLIError, check_seed, check_text
 from .method_spec import antithetic_counts
 from .methods import TextRecipe, text_methods
 from .options import add_option, add_renamed
-from .report import finite
+from .report import check_out, finite, write_folder
 
 __all__ = [
     "DEFAULT_SETTINGS",
+    "TEXT_FILES",
     "TEXT_METHODS",
     "SimilarityModel",
     "TokenRow",
     "add_explain_text_parser",
     "explain_text",
     "load_minilm",
+    "load_minilm_tokenizer",
     "run_explain_text",
+    "token_count",
+    "token_limit",
 ]
 
 #: explain-text's method names, read from the method table.
@@ -112,6 +118,20 @@ def _extracted(cache: Path | None) -> Path:
     return folder
 
 
+def load_minilm_tokenizer(cache: Path | None = None) -> Any:
+    """all-MiniLM-L6-v2's tokenizer, offline (the command line checks the text with it before
+    it loads the model).
+
+    Args:
+        cache: As for :func:`load_minilm`.
+
+    Returns:
+        The transformers tokenizer.
+    """
+    transformers = _import_transformers()
+    return transformers.AutoTokenizer.from_pretrained(_extracted(cache), local_files_only=True)
+
+
 def load_minilm(cache: Path | None = None) -> tuple[nn.Module, Any]:
     """all-MiniLM-L6-v2 and its tokenizer, offline (nothing is downloaded).
 
@@ -121,11 +141,40 @@ def load_minilm(cache: Path | None = None) -> tuple[nn.Module, Any]:
     Returns:
         ``(model, tokenizer)``: a transformers ``BertModel`` in eval mode and its tokenizer.
     """
+    return _load_encoder(cache), load_minilm_tokenizer(cache)
+
+
+def _load_encoder(cache: Path | None = None) -> nn.Module:
     transformers = _import_transformers()
-    folder = _extracted(cache)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    model = transformers.AutoModel.from_pretrained(folder, local_files_only=True)
-    return model.eval(), tokenizer
+    model = transformers.AutoModel.from_pretrained(_extracted(cache), local_files_only=True)
+    return model.eval()
+
+
+def token_count(tokenizer: Any, text: str) -> int:
+    """The tokens the model reads for ``text``, ``[CLS]`` and ``[SEP]`` included."""
+    return len(tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"])
+
+
+def _sentence_problem(tokenizer: Any, sentences: tuple[tuple[str, str], ...]) -> str | None:
+    """What is wrong with the first bad one of ``(name, sentence)``: empty, or longer than the
+    model reads; None if they are fine."""
+    limit = token_limit(tokenizer)
+    for name, sentence in sentences:
+        if not sentence.strip():
+            return f"{name} is empty"
+        n_tokens = token_count(tokenizer, sentence)
+        if n_tokens > limit:
+            return (
+                f"{name} is {n_tokens} tokens long with [CLS] and [SEP]; the model reads at "
+                f"most {limit}: give a shorter sentence"
+            )
+    return None
+
+
+def token_limit(tokenizer: Any) -> int:
+    """The most tokens the model reads: its tokenizer's ``model_max_length`` (512 for MiniLM's
+    position embeddings)."""
+    return int(tokenizer.model_max_length)
 
 
 class SimilarityModel(nn.Module):
@@ -259,6 +308,7 @@ def explain_text(
     Raises:
         TypeError: A setting that is not one of those (``weight_stdev`` is now
             ``weight_noise``).
+        ValueError: ``text`` or ``compare`` empty, or longer than the model reads.
 
     Examples::
 
@@ -270,6 +320,9 @@ def explain_text(
     if unknown:
         raise TypeError(f"unknown settings {unknown}; known: {', '.join(DEFAULT_SETTINGS)}")
     settings = {**DEFAULT_SETTINGS, **settings}
+    problem = _sentence_problem(tokenizer, (("`text`", text), ("`compare`", compare)))
+    if problem:
+        raise ValueError(problem)
     ids = tokenizer(text, return_tensors="pt")["input_ids"]
     wrapped = SimilarityModel(model, tokenizer(compare, return_tensors="pt")["input_ids"])
     baseline = _baseline(ids, tokenizer)
@@ -371,36 +424,50 @@ def _csv(rows: list[TokenRow]) -> str:
     return buffer.getvalue()
 
 
+#: The files explain-text writes into ``--out``.
+TEXT_FILES = tuple(f"text_attributions.{ext}" for ext in ("html", "png", "json", "csv"))
+
+
 def write_text_outputs(rows: list[TokenRow], meta: dict[str, Any], out: Path) -> list[Path]:
-    """Write the HTML page, the PNG, the JSON and the CSV into ``out``.
+    """Write the HTML page, the PNG, the JSON and the CSV into ``out``, as a whole
+    (:func:`~captum_smooth.app.report.write_folder`: a failure leaves the old folder).
 
     Returns:
         The paths written.
     """
-    out.mkdir(parents=True, exist_ok=True)
     title = (
         f"cos(\u201c{meta['text']}\u201d, \u201c{meta['compare']}\u201d) = {meta['similarity']:.3f}"
     )
-    paths = [out / f"text_attributions.{ext}" for ext in ("html", "png", "json", "csv")]
-    paths[0].write_text(_html(rows, title), "utf-8")
-    _png(rows, title, paths[1])
     methods = [{**asdict(r), "relative_error": finite(r.relative_error)} for r in rows]
     report = {**meta, "methods": methods}
-    paths[2].write_text(json.dumps(report, indent=2) + "\n", "utf-8")
-    paths[3].write_text(_csv(rows), "utf-8")
-    return paths
+
+    def fill(folder: Path) -> None:
+        paths = [folder / name for name in TEXT_FILES]
+        paths[0].write_text(_html(rows, title), "utf-8")
+        _png(rows, title, paths[1])
+        paths[2].write_text(json.dumps(report, indent=2) + "\n", "utf-8")
+        paths[3].write_text(_csv(rows), "utf-8")
+
+    write_folder(out, fill)
+    return [out / name for name in TEXT_FILES]
 
 
 # ----------------------------------------------------------------------------------- the CLI
 
 
 def _methods(value: str) -> tuple[str, ...]:
-    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    names = tuple(v.strip() for v in value.split(","))
+    if "" in names:
+        raise argparse.ArgumentTypeError(
+            f"an empty name in {value!r}; choose from {', '.join(TEXT_METHODS)}"
+        )
     unknown = [n for n in names if n not in TEXT_METHODS]
-    if unknown or not names:
+    if unknown:
         raise argparse.ArgumentTypeError(
             f"unknown method(s) {unknown}; choose from {', '.join(TEXT_METHODS)}"
         )
+    if len(set(names)) < len(names):
+        raise argparse.ArgumentTypeError(f"a method is named twice in {value!r}")
     return names
 
 
@@ -424,29 +491,89 @@ def add_explain_text_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--methods", type=_methods, default=TEXT_METHODS, help="comma-separated")
     defaults = DEFAULT_SETTINGS
+    # None: not given (an option that changes none of the methods run is an error, so it must
+    # be told from its default); _with_defaults fills in DEFAULT_SETTINGS.
     p.add_argument(
-        "--samples", type=int, default=defaults["samples"], help="samples per smoothed method"
+        "--samples",
+        type=int,
+        default=None,
+        help=f"samples per smoothed method (default: {defaults['samples']})",
     )
     p.add_argument(
         "--steps", type=int, default=defaults["steps"], help="Integrated Gradients steps"
     )
-    add_option(p, "--noise-level", default=defaults["noise_level"])
-    add_option(p, "--weight-noise", default=defaults["weight_noise"])
+    add_option(p, "--noise-level", default=None, default_note=f"{defaults['noise_level']:g}")
+    add_option(p, "--weight-noise", default=None, default_note=f"{defaults['weight_noise']:g}")
     add_renamed(p, "--weight-stdev", "--weight-noise")
     add_option(p, "--seed", default=defaults["seed"])
-    add_option(p, "--sampling", default=defaults["sampling"])
+    add_option(p, "--sampling", default=None, default_note=defaults["sampling"])
     add_option(p, "--out", default=Path("out/text"))
     p.set_defaults(func=run_explain_text)
     return p
 
 
+#: explain-text's options that only some methods take: (option, its key in the arguments and
+#: :data:`DEFAULT_SETTINGS`, whether a recipe takes it).
+_OPTION_USERS: tuple[tuple[str, str, Callable[[TextRecipe], bool]], ...] = (
+    ("--samples", "samples", lambda r: r.smoothed),
+    ("--noise-level", "noise_level", lambda r: r.input_noise),
+    ("--weight-noise", "weight_noise", lambda r: r.weight_noise),
+    ("--sampling", "sampling", lambda r: r.smoothed),
+)
+
+
+def _with_defaults(args: argparse.Namespace) -> None:
+    """Refuse an option that changes none of the methods run; fill in the others' defaults."""
+    recipes = [cast(TextRecipe, text_methods()[m].text) for m in args.methods]
+    for option, key, takes in _OPTION_USERS:
+        value = getattr(args, key)
+        if value is None:
+            setattr(args, key, DEFAULT_SETTINGS[key])
+        elif not any(takes(r) for r in recipes) and (key != "sampling" or value != "iid"):
+            raise CLIError(f"{option} changes none of the methods run ({', '.join(args.methods)})")
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Refuse bad options before anything is loaded (each message names its option)."""
+    check_text(args.text, "--text", "give the sentence to explain")
+    check_text(args.compare, "--compare", "give the sentence to compare it with")
+    _with_defaults(args)
+    if args.samples < 1:
+        raise CLIError(f"--samples must be >= 1, got {args.samples}")
+    if args.steps < 2:
+        raise CLIError(f"--steps must be >= 2 (Integrated Gradients' path), got {args.steps}")
+    for option, value in (
+        ("--noise-level", args.noise_level),
+        ("--weight-noise", args.weight_noise),
+    ):
+        if not (math.isfinite(value) and value >= 0):
+            raise CLIError(f"{option} must be a number >= 0, got {value}")
+    check_seed(args.seed)
+    check_out(args.out, TEXT_FILES)
+
+
+def _check_lengths(args: argparse.Namespace, tokenizer: Any) -> None:
+    """Refuse a sentence longer than the model reads (torch's size error otherwise)."""
+    problem = _sentence_problem(tokenizer, (("--text", args.text), ("--compare", args.compare)))
+    if problem:
+        raise CLIError(problem)
+
+
 def run_explain_text(args: argparse.Namespace) -> int:
-    """Run ``explain-text``: print a summary, write the outputs; 0 on success."""
-    if args.samples < 1 or args.steps < 2:
-        raise CLIError("--samples must be >= 1 and --steps >= 2")
-    # A command line prints its own lines only (no progress bars of the weight loading).
-    _import_transformers().utils.logging.disable_progress_bar()
-    model, tokenizer = load_minilm()
+    """Run ``explain-text``: print a summary, write the outputs; 0 on success.
+
+    Raises:
+        CLIError: Bad input, before the model is loaded (nothing written).
+    """
+    _check_args(args)
+    # A command line prints its own lines only (no progress bars of the weight loading, no
+    # tokenizer warnings: a text too long is refused in one line).
+    transformers = _import_transformers()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    tokenizer = load_minilm_tokenizer()
+    _check_lengths(args, tokenizer)
+    model = _load_encoder()
     rows = explain_text(
         model, tokenizer, args.text, args.compare, args.methods, samples=args.samples,
         steps=args.steps, noise_level=args.noise_level, weight_noise=args.weight_noise,

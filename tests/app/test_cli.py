@@ -281,7 +281,7 @@ def test_torchscript_model(images: list[str], tmp_path: Path) -> None:
     [
         (["-m", "smoothgrad,nosuch"], "unknown method 'nosuch'; known methods: gradient"),
         (["--target", "5"], "target 5 is outside the model's classes (0..4)"),
-        (["--target", "-1"], "outside the model's classes"),
+        (["--target", "-1"], "--target '-1' is not a class index"),
         (["--target", "zebra"], "neither a class index"),
         (["--samples", "0"], "--samples must be >= 1"),
         (["--kernel", "boxcar"], "unknown kernel 'boxcar'"),
