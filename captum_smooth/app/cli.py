@@ -195,8 +195,8 @@ def _add_run_options(parser: argparse.ArgumentParser, demo: bool) -> None:
     add_option(
         parser,
         "--weight-noise",
-        default_note="calibrated for the model, the largest s keeping 95% of its predictions; "
-        "cached",
+        default_note="calibrated for the model, the largest s keeping 95% of its predictions "
+        "(or, when every scale searched keeps them, at least s: the output says so); cached",
     )
     add_option(parser, "--out", aliases=["-o"], default=Path("out/demo" if demo else "out/explain"))
     parser.add_argument(
