@@ -8,7 +8,9 @@ is suppressed here is listed with the reason.
 
 from __future__ import annotations
 
+import os
 import sys
+import warnings
 from pathlib import Path
 
 # The package documented is the one in this checkout, whatever is installed.
@@ -67,6 +69,13 @@ sphinx_gallery_conf = {
     "write_computation_times": False,
     "show_signature": False,
 }
+
+# The tutorials run offline (transformers reads the MiniLM wheel's files only) and print no
+# progress bars into the pages.
+os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HUB_DISABLE_PROGRESS_BARS="1")
+# Captum's Saliency warns on every call that it set requires_grad on the inputs, which it does
+# by design: not news for the reader.
+warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")
 
 html_theme = "alabaster"
 html_title = f"captum-smooth {release}"

@@ -175,10 +175,16 @@ worker.write_text(
 )
 print(worker.read_text())
 
+env = {**os.environ, "OMP_NUM_THREADS": "1"}
+# sphinx_gallery_start_ignore
+# The site's build imports the checkout's captum_smooth, whatever is installed: so do the ranks.
+checkout = str(Path(sys.modules["captum_smooth"].__file__).resolve().parents[1])
+env["PYTHONPATH"] = os.pathsep.join(filter(None, [checkout, env.get("PYTHONPATH")]))
+# sphinx_gallery_end_ignore
 command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 run = subprocess.run(
     [*command, str(worker), str(weights), str(work / "store-torchrun")],
-    env={**os.environ, "OMP_NUM_THREADS": "1"},
+    env=env,
     capture_output=True,
     text=True,
     timeout=300,
