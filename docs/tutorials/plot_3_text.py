@@ -114,15 +114,16 @@ rows = [
     ("NoiseGrad", noisy_weights[0].detach(), weight_error.standard_error[0]),
 ]
 fig, ax = plt.subplots(figsize=(11, 3.0), constrained_layout=True)
-ax.set_xlim(-1.6, len(tokens))
+ax.set_xlim(-1.9, len(tokens))
 ax.set_ylim(len(rows) - 0.5, -0.5)
 ax.axis("off")
 for r, (name, scores, se) in enumerate(rows):
-    ax.text(-1.5, r, name, va="center", fontsize=10, weight="bold")
+    ax.text(-1.8, r, name, va="center", fontsize=10, weight="bold")
     top = scores.abs().max().item()
     for j, (token, score) in enumerate(zip(tokens, scores.tolist())):
         colour = plt.cm.RdYlGn(0.5 + 0.5 * score / top)
-        ax.text(j, r - 0.12, token, ha="center", va="center", fontsize=10,
+        ink = "white" if abs(score) > 0.6 * top else "black"  # readable on dark boxes
+        ax.text(j, r - 0.12, token, ha="center", va="center", fontsize=10, color=ink,
                 bbox={"facecolor": colour, "edgecolor": "none", "pad": 3})  # fmt: skip
         label = f"{score:+.3f}" if se is None else f"{score:+.3f}\n±{se[j].item():.3f}"
         ax.text(j, r + 0.25, label, ha="center", va="center", fontsize=7.5)
