@@ -6,6 +6,7 @@ documents, before anything is written.
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,8 @@ from ._data import DataSource
 
 __all__ = [
     "TargetLike",
+    "check_attribute_kwargs",
+    "check_device",
     "check_dtype",
     "check_metadata",
     "check_method_and_out",
@@ -96,9 +99,67 @@ def check_metadata(metadata: Any) -> Any:
     if metadata is None:
         return None
     try:
-        return json.loads(json.dumps(metadata, sort_keys=True))
+        # NaN is not JSON, and NaN != NaN would refuse every resumption as "other settings"
+        return json.loads(json.dumps(metadata, sort_keys=True, allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise TypeError(f"metadata must be JSON-serialisable: {exc}") from None
+
+
+def check_device(device: Any) -> torch.device | None:
+    """``device`` as a ``torch.device`` (None stays None), refused if torch cannot use it here.
+
+    Raises:
+        TypeError: Not a str, ``torch.device``, int (a CUDA index) or None.
+        ValueError: Not a device name, or a CUDA/MPS device this machine does not have.
+    """
+    if device is None:
+        return None
+    if isinstance(device, bool) or not isinstance(device, (str, int, torch.device)):
+        raise TypeError(
+            f"device must be a torch.device, a str or None, got {type(device).__name__}"
+        )
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(
+            f"device {device!r} is not a device torch knows (e.g. 'cpu', 'cuda:0')"
+        ) from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (dev.index or 0) >= count:
+            raise ValueError(f"device {device!r}: this machine has {count} CUDA device(s)")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r}: MPS is not available on this machine")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {device!r}: explain_dataset runs on cpu, cuda or mps")
+    return dev
+
+
+def check_attribute_kwargs(method: Any, attribute_kwargs: dict[str, Any]) -> None:
+    """Refuse the ``attribute_kwargs`` that ``method.attribute`` cannot take.
+
+    ``inputs`` and ``target`` come from ``data`` and ``target``; a name ``attribute`` does not
+    have (when it takes no ``**kwargs``) would fail in the first batch, after the store is
+    made.
+    """
+    for name in ("inputs", "target"):
+        if name in attribute_kwargs:
+            given_by = "data" if name == "inputs" else "the target argument"
+            raise TypeError(
+                f"{name} is given by explain_dataset's {given_by}, not an attribute kwarg"
+            )
+    try:
+        params = inspect.signature(method.attribute).parameters
+    except (TypeError, ValueError):  # no signature to read: the first call will tell
+        return
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(set(attribute_kwargs) - set(params))
+    if unknown:
+        raise TypeError(
+            f"{', '.join(map(repr, unknown))}: not an argument of explain_dataset nor of "
+            f"{type(method).__name__}.attribute (which takes {', '.join(params)})"
+        )
 
 
 def check_target(target: Any, source: DataSource) -> None:
