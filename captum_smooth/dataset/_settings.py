@@ -59,6 +59,11 @@ def check_dtype(dtype: Any) -> str:
 
 def check_method_and_out(method: Any, out: Any) -> None:
     """Refuse a ``method`` without ``attribute`` and an ``out`` that is not path-like."""
+    if isinstance(method, type):
+        raise TypeError(
+            f"method must be a Captum attribution made on a model ({method.__name__}(model)), "
+            f"got the class {method.__name__}"
+        )
     if not hasattr(method, "attribute") or not callable(method.attribute):
         raise TypeError(f"method must be a Captum attribution, got {type(method).__name__}")
     if not isinstance(out, (str, Path)) and not hasattr(out, "__fspath__"):
@@ -138,16 +143,12 @@ def check_device(device: Any) -> torch.device | None:
 def check_attribute_kwargs(method: Any, attribute_kwargs: dict[str, Any]) -> None:
     """Refuse the ``attribute_kwargs`` that ``method.attribute`` cannot take.
 
-    ``inputs`` and ``target`` come from ``data`` and ``target``; a name ``attribute`` does not
+    ``inputs`` come from ``data``; a name ``attribute`` does not
     have (when it takes no ``**kwargs``) would fail in the first batch, after the store is
     made.
     """
-    for name in ("inputs", "target"):
-        if name in attribute_kwargs:
-            given_by = "data" if name == "inputs" else "the target argument"
-            raise TypeError(
-                f"{name} is given by explain_dataset's {given_by}, not an attribute kwarg"
-            )
+    if "inputs" in attribute_kwargs:
+        raise TypeError("inputs are given by explain_dataset's data, not an attribute kwarg")
     try:
         params = inspect.signature(method.attribute).parameters
     except (TypeError, ValueError):  # no signature to read: the first call will tell
