@@ -14,8 +14,11 @@ budget of ``--nt-samples`` gradient evaluations (``--ig-steps`` for ``ig``); ``-
 ``--confidence`` and ``--kernel`` replace the table's values for the methods that take them. The
 names of earlier versions (``saliency``, ``integrated-gradients``) are refused with the new name.
 
-Run again with the same arguments to resume a killed run. Under ``torchrun`` the process group
-is set up here (gloo on CPU, NCCL on GPU) and rank 0's model weights are sent to every rank.
+Bad input (a number out of its option's range, an option without effect on ``--method``, an
+unknown device, a missing ``--data`` or ``--weights``) is one line on stderr with exit status 2,
+before anything is written. Run again with the same arguments to resume a killed run. Under
+``torchrun`` the process group is set up here (gloo on CPU, NCCL on GPU) and rank 0's model
+weights are sent to every rank.
 """
 
 from __future__ import annotations

@@ -194,10 +194,15 @@ class BatchRunner:
 
     def _num_classes(self, x: Tensor) -> int | None:
         """The size of the model's ``(batch, classes)`` output (one forward, on the first batch);
-        None when the output is not of that form or there is no ``forward_func``."""
+        None when the output is not of that form, there is no ``forward_func``, or the model
+        is in training mode."""
         if not self._classes:
             out = None
-            if callable(getattr(self.method, "forward_func", None)):
+            forward_func = getattr(self.method, "forward_func", None)
+            module = getattr(forward_func, "__self__", forward_func)
+            # a model in training mode would change its BatchNorm statistics: no extra forward
+            training = isinstance(module, torch.nn.Module) and module.training
+            if callable(forward_func) and not training:
                 out = _forward(self.method, x, self.kwargs)
             if isinstance(out, Tensor) and out.dim() == 2 and out.shape[0] == len(x):
                 self._classes.append(int(out.shape[1]))

@@ -115,7 +115,9 @@ def explain_dataset(
             ``DataLoader`` over one (its collate function and workers are used), a tensor of
             inputs, or an ``(inputs, labels)`` pair of tensors.
         out: The store directory: new or empty, or a store of an earlier run with the same
-            settings (which is then resumed or, if finished, reopened).
+            settings (which is then resumed or, if finished, reopened). A store that holds
+            nothing but the settings of a run that failed before its first shard (a bad
+            argument, NaN data) takes this run's settings: nothing is lost.
         batch_size: Examples per ``attribute`` call. Default: the DataLoader's, else 64.
         target: ``"label"`` (the data's labels), ``"prediction"`` (the model's top class,
             from ``method.forward_func``), a callable ``(inputs, labels) -> targets`` giving
@@ -136,7 +138,9 @@ def explain_dataset(
             attribution). Without ``overwrite``, other data than the store's are a
             :class:`StoreError`. Default: False.
         num_workers: DataLoader workers for a Dataset. Default: the DataLoader's, else 0.
-        device: Where inputs go. Default: the device of the model's first parameter, else CPU.
+        device: Where inputs go: a ``torch.device``, a name (``"cuda:1"``) or a CUDA index,
+            of a device this machine has. Default: the device of the model's first parameter,
+            else CPU.
         metadata: JSON-able data of yours stored with the settings (e.g. the data set's name);
             a different value refuses to resume. Default: None.
         **attribute_kwargs: Passed to every ``method.attribute`` call (``nt_samples``,
@@ -146,10 +150,13 @@ def explain_dataset(
         The finished :class:`AttributionStore` (on every rank).
 
     Raises:
-        TypeError: If an argument is of the wrong type, or ``method.attribute`` returns
-            something other than one tensor.
-        ValueError: If an argument is out of range, ``target="label"`` without labels, or the
-            attributions do not match the batch.
+        TypeError: If an argument is of the wrong type, an attribute kwarg is not an
+            argument of ``method.attribute`` (when it takes no ``**kwargs``), or
+            ``method.attribute`` returns something other than one tensor.
+        ValueError: If an argument is out of range, ``target="label"`` without labels, a
+            device this machine lacks, inputs holding NaN or inf, a label or int target that
+            is not a class of the model's ``(batch, classes)`` output, or attributions that
+            do not match the batch.
         StoreError: If ``out`` is not empty and not a store, or holds a store of other settings
             (the message lists the differences) or of other data (unless ``overwrite``), or
             ranks disagree on the settings.
