@@ -123,6 +123,10 @@ def check_device(device: Any) -> torch.device | None:
         raise TypeError(
             f"device must be a torch.device, a str or None, got {type(device).__name__}"
         )
+    if isinstance(device, int):  # torch's meaning: a CUDA index
+        if device < 0:
+            raise ValueError(f"device as a CUDA index must be >= 0, got {device}")
+        device = f"cuda:{device}"
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError):
@@ -136,7 +140,10 @@ def check_device(device: Any) -> torch.device | None:
     elif dev.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device {device!r}: MPS is not available on this machine")
     elif dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device {device!r}: explain_dataset runs on cpu, cuda or mps")
+        # xpu, hpu, ...: their torch module says; meta (no data to explain) has none
+        is_available = getattr(getattr(torch, dev.type, None), "is_available", None)
+        if not (callable(is_available) and is_available()):
+            raise ValueError(f"device {device!r}: this machine has no {dev.type} device to run on")
     return dev
 
 
