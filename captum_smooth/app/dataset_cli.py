@@ -14,14 +14,18 @@ budget of ``--nt-samples`` gradient evaluations (``--ig-steps`` for ``ig``); ``-
 ``--confidence`` and ``--kernel`` replace the table's values for the methods that take them. The
 names of earlier versions (``saliency``, ``integrated-gradients``) are refused with the new name.
 
-Run again with the same arguments to resume a killed run. Under ``torchrun`` the process group
-is set up here (gloo on CPU, NCCL on GPU) and rank 0's model weights are sent to every rank.
+Bad input (a number out of its option's range, an option without effect on ``--method``, an
+unknown device, a missing ``--data`` or ``--weights``) is one line on stderr with exit status 2,
+before anything is written. Run again with the same arguments to resume a killed run. Under
+``torchrun`` the process group is set up here (gloo on CPU, NCCL on GPU) and rank 0's model
+weights are sent to every rank.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import os
 import sys
 import time
@@ -32,8 +36,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..dataset._settings import check_device
 from ..dataset.explain import explain_dataset
 from ..dataset.store import StoreError
+from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, PROG, CLIError, short
 from .method_spec import MethodSpec, gradient_count
 from .methods import cli_method, get_method, resolve_kernel
 from .options import add_option
@@ -175,8 +181,9 @@ def add_explain_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
         default_note="the table's 0.2, not calibrated: `captum-smooth explain` calibrates it "
         "per model",
     )
-    add_option(p, "--noise-level", default=0.15)
-    p.add_argument("--confidence", type=float, default=0.95, help="adaptgrad (default: 0.95)")
+    # None: the table's value; given to a method that does not take it, an error
+    add_option(p, "--noise-level", default=None, default_note="0.15")
+    p.add_argument("--confidence", type=float, default=None, help="adaptgrad (default: 0.95)")
     p.add_argument("--ig-steps", type=int, default=32, help="ig (default: 32)")
     p.add_argument("--image-size", type=int, default=224, help="image side (default: 224)")
     p.add_argument("--limit", type=int, default=None, help="only the first N examples")
@@ -236,12 +243,26 @@ def _model(name: str, weights: str | None) -> nn.Module:
 
 def _method(args: argparse.Namespace, model: nn.Module) -> tuple[Any, dict[str, Any]]:
     """The table's method on ``model`` and its ``attribute`` arguments at the given budget."""
+    spec, kwargs = _method_kwargs(args)
+    return spec.cls(model), kwargs
+
+
+def _method_kwargs(args: argparse.Namespace) -> tuple[MethodSpec, dict[str, Any]]:
+    """The table's entry and its ``attribute`` arguments at the given budget, with the options.
+
+    Raises:
+        ValueError: An option that has no effect on the method, or an unknown ``--kernel``.
+    """
     spec = get_method(args.method)
     budget = args.ig_steps if spec.name == "ig" else args.nt_samples
     kwargs = spec.kwargs(budget)
-    for key, value in (("noise_level", args.noise_level), ("confidence", args.confidence)):
-        if key in kwargs:
-            kwargs[key] = value
+    for key, option in (("noise_level", "--noise-level"), ("confidence", "--confidence")):
+        value = getattr(args, key, None)
+        if value is None:
+            continue
+        if key not in kwargs:
+            raise ValueError(f"{option} has no effect on --method {spec.name}")
+        kwargs[key] = value
     weight_noise = getattr(args, "weight_noise", None)
     if "weight_stdev" in kwargs:
         if weight_noise is None:
@@ -258,8 +279,11 @@ def _method(args: argparse.Namespace, model: nn.Module) -> tuple[Any, dict[str, 
     if kernel is not None:
         if not spec.uses_kernel:
             raise ValueError(f"--kernel {kernel} has no effect on --method {spec.name}")
-        kwargs["kernel"] = resolve_kernel(kernel)
-    return spec.cls(model), _sampled(spec, kwargs, getattr(args, "sampling", None))
+        try:
+            kwargs["kernel"] = resolve_kernel(kernel)
+        except ValueError as exc:
+            raise ValueError(f"--kernel: {exc}") from None
+    return spec, _sampled(spec, kwargs, getattr(args, "sampling", None))
 
 
 def _sampled(spec: MethodSpec, kwargs: dict[str, Any], sampling: str | None) -> dict[str, Any]:
@@ -306,14 +330,120 @@ def _sync_weights(model: nn.Module) -> None:
                 dist.broadcast(tensor, src=0)
 
 
+#: The integer options: ``--option`` -> (its attribute, its smallest value).
+_INT_MINIMUMS = {
+    "--batch-size": ("batch_size", 1),
+    "--shard-size": ("shard_size", 1),
+    "--nt-samples": ("nt_samples", 1),
+    "--ig-steps": ("ig_steps", 1),
+    "--image-size": ("image_size", 8),  # as explain's --size
+    "--limit": ("limit", 1),
+    "--num-workers": ("num_workers", 0),
+    "--seed": ("seed", 0),
+}
+#: explain_dataset's seeds lie in [0, 2**63).
+_SEED_END = 2**63
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    """Refuse a number out of its option's range (before anything is loaded or written)."""
+    for option, (dest, minimum) in _INT_MINIMUMS.items():
+        value = getattr(args, dest)
+        if value is not None and value < minimum:
+            raise CLIError(f"{option} must be >= {minimum}, got {value}")
+    if args.seed >= _SEED_END:
+        raise CLIError(f"--seed must be < 2**63, got {args.seed}")
+    reals = (
+        ("--confidence", args.confidence, "strictly between 0 and 1", lambda v: 0 < v < 1),
+        ("--noise-level", args.noise_level, "a finite number >= 0", lambda v: v >= 0),
+        ("--weight-noise", args.weight_noise, "a finite number >= 0", lambda v: v >= 0),
+    )
+    for option, value, requirement, within in reals:
+        if value is not None and not (math.isfinite(value) and within(value)):
+            raise CLIError(f"{option} must be {requirement}, got {value}")
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Refuse an ``--out`` that is a file, missing ``--weights``, and a ``--data``/``--model``
+    pair that does not go together."""
+    if args.out.exists() and not args.out.is_dir():
+        raise CLIError(f"--out {str(args.out)!r} exists and is not a directory")
+    if args.weights is not None and not Path(args.weights).is_file():
+        raise CLIError(f"--weights {args.weights!r}: no such file")
+    if args.data != "digits" and not Path(args.data).is_dir():
+        raise CLIError(f"--data must be 'digits' or a directory of images, got {args.data!r}")
+    if args.model == "digits" and args.data != "digits":
+        raise CLIError("--model digits takes --data digits (8 x 8 grey images)")
+    if args.model == "efficientnet-lite0" and args.data == "digits":
+        raise CLIError("--data digits needs --model digits (or auto)")
+
+
+def _device(args: argparse.Namespace) -> torch.device:
+    """``--device``, else ``cuda:LOCAL_RANK`` when there is CUDA, else the CPU."""
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    default = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    try:
+        device = check_device(args.device or default)
+    except ValueError as exc:
+        raise CLIError(f"--device: {exc}") from None
+    assert device is not None
+    return device
+
+
+def _checked_method(args: argparse.Namespace) -> tuple[MethodSpec, dict[str, Any]]:
+    """:func:`_method_kwargs`, its errors (options without effect, kernels) as bad input."""
+    try:
+        return _method_kwargs(args)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _checked_data(args: argparse.Namespace) -> tuple[Any, str, dict[str, Any], str]:
+    """:func:`_data` and the target it takes, as bad input when they do not go together."""
+    try:
+        data, default_model, metadata = _data(args)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    has_labels = isinstance(data, tuple) or data.labels is not None
+    if args.target == "label" and not has_labels:
+        raise CLIError(
+            f"--target label: the images of --data {args.data!r} have no labels (class/image "
+            "folders named by class index or ImageNet name); use --target prediction"
+        )
+    target = args.target if args.target != "auto" else "label" if has_labels else "prediction"
+    return data, default_model, metadata, target
+
+
+def _loaded_model(name: str, weights: str | None, device: torch.device) -> nn.Module:
+    """:func:`_model` on ``device``; weights that do not load are bad input."""
+    if weights is None:
+        return _model(name, weights).to(device)
+    try:
+        model = _model(name, weights)
+    except Exception as exc:  # torch.load and load_state_dict raise many types
+        message = f"--weights {weights!r} do not load into the {name} model: {short(exc)}"
+        raise CLIError(message) from None
+    return model.to(device)
+
+
+def _bad_input(exc: CLIError) -> int:
+    """Report bad input in one line on stderr; the exit status for it."""
+    print(f"{PROG} explain-dataset: error: {short(exc)}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
 def run_explain_dataset(args: argparse.Namespace) -> int:
     """Run the ``explain-dataset`` subcommand.
+
+    Every option is checked, and the data and model loaded, before the store is touched: bad
+    input writes nothing.
 
     Args:
         args: The parsed arguments of :func:`add_explain_dataset_parser`'s subparser.
 
     Returns:
-        The exit status: 0 on success, 1 with a message on stderr for a store or data error.
+        The exit status: 0 on success, 2 with one line on stderr for bad input (nothing
+        written), 1 with a message on stderr for a store or data error during the run.
 
     Examples::
 
@@ -327,26 +457,26 @@ def run_explain_dataset(args: argparse.Namespace) -> int:
     """
     import torch.distributed as dist
 
+    try:
+        _check_numbers(args)
+        _check_paths(args)
+        device = _device(args)
+    except CLIError as exc:
+        return _bad_input(exc)
     started = _init_distributed()
     try:
-        data, default_model, metadata = _data(args)
-        model_name = default_model if args.model == "auto" else args.model
-        if model_name == "digits" and args.data != "digits":
-            raise ValueError("--model digits takes --data digits (8 x 8 grey images)")
-        if model_name != "digits" and args.data == "digits":
-            raise ValueError("--data digits needs --model digits (or auto)")
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        default_device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-        device = torch.device(args.device or default_device)
-        model = _model(model_name, args.weights).to(device)
+        try:
+            data, default_model, metadata, target = _checked_data(args)
+            spec, kwargs = _checked_method(args)
+            model_name = default_model if args.model == "auto" else args.model
+            model = _loaded_model(model_name, args.weights, device)
+        except CLIError as exc:
+            return _bad_input(exc)
         _sync_weights(model)
-        method, kwargs = _method(args, model)
-        has_labels = isinstance(data, tuple) or data.labels is not None
-        target = args.target if args.target != "auto" else "label" if has_labels else "prediction"
         metadata.update(model=model_name, weights=args.weights, limit=args.limit)
         start = time.perf_counter()
         store = explain_dataset(
-            method,
+            spec.cls(model),
             data,
             args.out,
             batch_size=args.batch_size,
@@ -372,7 +502,7 @@ def run_explain_dataset(args: argparse.Namespace) -> int:
         return 0
     except (StoreError, ValueError, TypeError, ImportError, OSError) as exc:
         print(f"captum-smooth explain-dataset: error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILURE
     finally:
         if started:
             dist.destroy_process_group()
@@ -385,12 +515,18 @@ def main(argv: list[str] | None = None) -> int:
         argv: The arguments (default: ``sys.argv[1:]``).
 
     Returns:
-        The exit status.
+        The exit status: 0 on success, 2 for bad input (one line on stderr, nothing written),
+        1 for a store or data error during the run.
     """
-    parser = argparse.ArgumentParser(prog="captum-smooth")
-    subparsers = parser.add_subparsers(dest="command", required=True)
+    from .cli import _Parser  # usage errors in one line, exit status 2 (cli imports this module)
+
+    parser = _Parser(prog=PROG)
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     add_explain_dataset_parser(subparsers)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already reported in one line
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     return int(args.func(args))
 
 

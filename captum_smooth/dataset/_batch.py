@@ -53,6 +53,44 @@ def _accepts_generator(method: Any) -> bool:
     return param is not None and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD)
 
 
+def _forward(method: Any, x: Tensor, kwargs: dict[str, Any]) -> Any:
+    """The model's output on ``x`` (with the ``additional_forward_args`` of ``kwargs``)."""
+    extra = kwargs.get("additional_forward_args")
+    if extra is None:
+        extra = ()
+    elif not isinstance(extra, tuple):
+        extra = (extra,)
+    with torch.no_grad():
+        return method.forward_func(x, *extra)
+
+
+def _check_inputs(start: int, x: Tensor) -> None:
+    """Refuse a batch whose inputs hold NaN or inf (their maps would be NaN, silently)."""
+    if not x.is_floating_point() or len(x) == 0:
+        return
+    finite = torch.isfinite(x.reshape(len(x), -1)).all(dim=1)
+    if not bool(finite.all()):
+        bad = int((~finite).nonzero()[0])
+        raise ValueError(f"data: example {start + bad} holds NaN or inf values")
+
+
+def _check_labels(start: int, y: Tensor, num_classes: int | None) -> None:
+    """Refuse labels that are not class indices (of the model's ``num_classes``, if known)."""
+    if y.dim() != 1 or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise ValueError(
+            "target='label' needs labels that are integer class indices, one per example; "
+            f"data gives {y.dtype} labels of shape {tuple(y.shape)}"
+        )
+    if num_classes is not None and len(y):
+        bad = ((y < 0) | (y >= num_classes)).nonzero()
+        if len(bad):
+            i = int(bad[0])
+            raise ValueError(
+                f"target='label': the label {int(y[i])} of example {start + i} is not a class "
+                f"of the model's {num_classes} outputs"
+            )
+
+
 def _targets(
     target: TargetLike, method: Any, x: Tensor, y: Tensor | None, kwargs: dict[str, Any]
 ) -> Any:
@@ -61,13 +99,7 @@ def _targets(
         assert y is not None
         return y.to(x.device)
     if target == "prediction":
-        extra = kwargs.get("additional_forward_args")
-        if extra is None:
-            extra = ()
-        elif not isinstance(extra, tuple):
-            extra = (extra,)
-        with torch.no_grad():
-            out = method.forward_func(x, *extra)
+        out = _forward(method, x, kwargs)
         if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != len(x):
             raise ValueError(
                 "target='prediction' needs a model output of shape (batch, classes), got "
@@ -75,8 +107,26 @@ def _targets(
             )
         return out.argmax(dim=1)
     if callable(target):
-        return target(x, y)
+        return _checked_callable_targets(target(x, y), len(x))
     return target
+
+
+def _checked_callable_targets(targets: Any, n: int) -> Any:
+    """What a ``target`` callable gave for a batch of ``n``, if Captum can take it as a target:
+    None, an int, an integer tensor of no or ``n`` entries, or a list of ``n``."""
+    if targets is None or (isinstance(targets, int) and not isinstance(targets, bool)):
+        return targets
+    if isinstance(targets, Tensor):
+        integer = not (targets.is_floating_point() or targets.is_complex())
+        if integer and targets.dtype != torch.bool and targets.numel() in (1, n):
+            return targets
+    elif isinstance(targets, list) and len(targets) == n:
+        return targets
+    shown = tuple(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
+    raise TypeError(
+        f"the target callable must give an int, an integer tensor of {n} entries or a list of "
+        f"{n} for a batch of {n}, got {shown}"
+    )
 
 
 def _storable_targets(targets: Any, n: int) -> np.ndarray | None:
@@ -140,6 +190,25 @@ class BatchRunner:
         self.device = device
         self.kwargs = attribute_kwargs
         self.uses_generator = seed is not None and _accepts_generator(method)
+        self._classes: list[int | None] = []  # the model's outputs per example, once known
+
+    def _num_classes(self, x: Tensor) -> int | None:
+        """The size of the model's ``(batch, classes)`` output (one forward, on the first batch);
+        None when the output is not of that form, there is no ``forward_func``, or the model
+        is in training mode."""
+        if not self._classes:
+            out = None
+            forward_func = getattr(self.method, "forward_func", None)
+            module = getattr(forward_func, "__self__", forward_func)
+            # a model in training mode would change its BatchNorm statistics: no extra forward
+            training = isinstance(module, torch.nn.Module) and module.training
+            if callable(forward_func) and not training:
+                out = _forward(self.method, x, self.kwargs)
+            if isinstance(out, Tensor) and out.dim() == 2 and out.shape[0] == len(x):
+                self._classes.append(int(out.shape[1]))
+            else:
+                self._classes.append(None)
+        return self._classes[0]
 
     def __call__(self, start: int, x: Tensor, y: Tensor | None) -> tuple[np.ndarray, Any]:
         """Attribute one batch.
@@ -153,7 +222,16 @@ class BatchRunner:
             ``(attributions in the storage dtype, targets)``: the targets are an int64 array,
             one per example, or None when they are not one int per example (not stored).
         """
+        _check_inputs(start, x)
         x = x.to(self.device)
+        if self.target == "label" and y is not None:
+            _check_labels(start, y, self._num_classes(x))
+        elif isinstance(self.target, int) and not isinstance(self.target, bool):
+            classes = self._num_classes(x)
+            if classes is not None and not -classes <= self.target < classes:
+                raise ValueError(
+                    f"target {self.target} is not a class of the model's {classes} outputs"
+                )
         targets = _targets(self.target, self.method, x, y, self.kwargs)
         attr = _one_tensor(self._attribute(start, x, targets), len(x))
         attr = _reduce(attr.detach(), self.reduce_channels)

@@ -6,6 +6,7 @@ documents, before anything is written.
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,8 @@ from ._data import DataSource
 
 __all__ = [
     "TargetLike",
+    "check_attribute_kwargs",
+    "check_device",
     "check_dtype",
     "check_metadata",
     "check_method_and_out",
@@ -56,6 +59,11 @@ def check_dtype(dtype: Any) -> str:
 
 def check_method_and_out(method: Any, out: Any) -> None:
     """Refuse a ``method`` without ``attribute`` and an ``out`` that is not path-like."""
+    if isinstance(method, type):
+        raise TypeError(
+            f"method must be a Captum attribution made on a model ({method.__name__}(model)), "
+            f"got the class {method.__name__}"
+        )
     if not hasattr(method, "attribute") or not callable(method.attribute):
         raise TypeError(f"method must be a Captum attribution, got {type(method).__name__}")
     if not isinstance(out, (str, Path)) and not hasattr(out, "__fspath__"):
@@ -96,9 +104,70 @@ def check_metadata(metadata: Any) -> Any:
     if metadata is None:
         return None
     try:
-        return json.loads(json.dumps(metadata, sort_keys=True))
+        # NaN is not JSON, and NaN != NaN would refuse every resumption as "other settings"
+        return json.loads(json.dumps(metadata, sort_keys=True, allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise TypeError(f"metadata must be JSON-serialisable: {exc}") from None
+
+
+def check_device(device: Any) -> torch.device | None:
+    """``device`` as a ``torch.device`` (None stays None), refused if torch cannot use it here.
+
+    Raises:
+        TypeError: Not a str, ``torch.device``, int (a CUDA index) or None.
+        ValueError: Not a device name, or a CUDA/MPS device this machine does not have.
+    """
+    if device is None:
+        return None
+    if isinstance(device, bool) or not isinstance(device, (str, int, torch.device)):
+        raise TypeError(
+            f"device must be a torch.device, a str or None, got {type(device).__name__}"
+        )
+    if isinstance(device, int):  # torch's meaning: a CUDA index
+        if device < 0:
+            raise ValueError(f"device as a CUDA index must be >= 0, got {device}")
+        device = f"cuda:{device}"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(
+            f"device {device!r} is not a device torch knows (e.g. 'cpu', 'cuda:0')"
+        ) from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (dev.index or 0) >= count:
+            raise ValueError(f"device {device!r}: this machine has {count} CUDA device(s)")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r}: MPS is not available on this machine")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        # xpu, hpu, ...: their torch module says; meta (no data to explain) has none
+        is_available = getattr(getattr(torch, dev.type, None), "is_available", None)
+        if not (callable(is_available) and is_available()):
+            raise ValueError(f"device {device!r}: this machine has no {dev.type} device to run on")
+    return dev
+
+
+def check_attribute_kwargs(method: Any, attribute_kwargs: dict[str, Any]) -> None:
+    """Refuse the ``attribute_kwargs`` that ``method.attribute`` cannot take.
+
+    ``inputs`` come from ``data``; a name ``attribute`` does not
+    have (when it takes no ``**kwargs``) would fail in the first batch, after the store is
+    made.
+    """
+    if "inputs" in attribute_kwargs:
+        raise TypeError("inputs are given by explain_dataset's data, not an attribute kwarg")
+    try:
+        params = inspect.signature(method.attribute).parameters
+    except (TypeError, ValueError):  # no signature to read: the first call will tell
+        return
+    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(set(attribute_kwargs) - set(params))
+    if unknown:
+        raise TypeError(
+            f"{', '.join(map(repr, unknown))}: not an argument of explain_dataset nor of "
+            f"{type(method).__name__}.attribute (which takes {', '.join(params)})"
+        )
 
 
 def check_target(target: Any, source: DataSource) -> None:

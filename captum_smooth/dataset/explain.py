@@ -32,6 +32,7 @@ from ._data import DataSource, as_source
 from ._files import is_temporary, remove_temporary_files
 from ._fingerprint import DataFingerprint, changed_shards, run_settings, settings_digest
 from ._format import (
+    CONFIG_NAME,
     KEY_BATCH_SIZE,
     KEY_DTYPE,
     KEY_NUM_EXAMPLES,
@@ -51,6 +52,8 @@ from ._format import (
 )
 from ._settings import (
     TargetLike,
+    check_attribute_kwargs,
+    check_device,
     check_dtype,
     check_metadata,
     check_method_and_out,
@@ -112,7 +115,9 @@ def explain_dataset(
             ``DataLoader`` over one (its collate function and workers are used), a tensor of
             inputs, or an ``(inputs, labels)`` pair of tensors.
         out: The store directory: new or empty, or a store of an earlier run with the same
-            settings (which is then resumed or, if finished, reopened).
+            settings (which is then resumed or, if finished, reopened). A store that holds
+            nothing but the settings of a run that failed before its first shard (a bad
+            argument, NaN data) takes this run's settings: nothing is lost.
         batch_size: Examples per ``attribute`` call. Default: the DataLoader's, else 64.
         target: ``"label"`` (the data's labels), ``"prediction"`` (the model's top class,
             from ``method.forward_func``), a callable ``(inputs, labels) -> targets`` giving
@@ -133,7 +138,9 @@ def explain_dataset(
             attribution). Without ``overwrite``, other data than the store's are a
             :class:`StoreError`. Default: False.
         num_workers: DataLoader workers for a Dataset. Default: the DataLoader's, else 0.
-        device: Where inputs go. Default: the device of the model's first parameter, else CPU.
+        device: Where inputs go: a ``torch.device``, a name (``"cuda:1"``) or a CUDA index,
+            of a device this machine has. Default: the device of the model's first parameter,
+            else CPU.
         metadata: JSON-able data of yours stored with the settings (e.g. the data set's name);
             a different value refuses to resume. Default: None.
         **attribute_kwargs: Passed to every ``method.attribute`` call (``nt_samples``,
@@ -143,10 +150,13 @@ def explain_dataset(
         The finished :class:`AttributionStore` (on every rank).
 
     Raises:
-        TypeError: If an argument is of the wrong type, or ``method.attribute`` returns
-            something other than one tensor.
-        ValueError: If an argument is out of range, ``target="label"`` without labels, or the
-            attributions do not match the batch.
+        TypeError: If an argument is of the wrong type, an attribute kwarg is not an
+            argument of ``method.attribute`` (when it takes no ``**kwargs``), or
+            ``method.attribute`` returns something other than one tensor.
+        ValueError: If an argument is out of range, ``target="label"`` without labels, a
+            device this machine lacks, inputs holding NaN or inf, a label or int target that
+            is not a class of the model's ``(batch, classes)`` output, or attributions that
+            do not match the batch.
         StoreError: If ``out`` is not empty and not a store, or holds a store of other settings
             (the message lists the differences) or of other data (unless ``overwrite``), or
             ranks disagree on the settings.
@@ -169,19 +179,20 @@ def explain_dataset(
     batch_size = check_positive_int(batch_size, "batch_size")
     shard_size = check_positive_int(shard_size, "shard_size")
     dtype_name = check_dtype(dtype)
-    if not isinstance(overwrite, bool):
-        raise TypeError(f"overwrite must be a bool, got {type(overwrite).__name__}")
+    for flag, name in ((overwrite, "overwrite"), (show_progress, "show_progress")):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
     check_reduction(reduce_channels)
     check_seed(seed, attribute_kwargs)
-    if "target" in attribute_kwargs:
-        raise TypeError("target is a keyword of explain_dataset, not an attribute kwarg")
+    check_attribute_kwargs(method, attribute_kwargs)
     check_target(target, source)
     if len(source) == 0:
         raise ValueError("data is empty")
     metadata = check_metadata(metadata)
     forward_func = getattr(method, "forward_func", None)
     warn_if_training(forward_func)
-    device = torch.device(device) if device is not None else default_device(forward_func)
+    checked_device = check_device(device)
+    device = default_device(forward_func) if checked_device is None else checked_device
 
     options = {
         KEY_DTYPE: dtype_name,
@@ -402,10 +413,10 @@ def _check_or_create(root: Path, settings: dict[str, Any]) -> None:
         raise StoreError(f"out {root} exists and is not a directory")
     root.mkdir(parents=True, exist_ok=True)
     stored = read_config(root)
+    held = sorted(p.name for p in root.iterdir() if not is_temporary(p.name))
     if stored is None:
-        foreign = sorted(p.name for p in root.iterdir() if not is_temporary(p.name))
-        if foreign:
-            shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        if held:
+            shown = ", ".join(held[:5]) + (", ..." if len(held) > 5 else "")
             raise StoreError(
                 f"out {root} is not empty and is not an attribution store (it holds {shown}); "
                 "give an empty or new directory"
@@ -413,6 +424,11 @@ def _check_or_create(root: Path, settings: dict[str, Any]) -> None:
         write_config(root, settings)
         return
     lines = settings_diff(stored, settings)
+    if lines and held == [CONFIG_NAME]:
+        # A run that failed before its first shard (a bad argument, NaN data) left only its
+        # settings: nothing is lost by taking the corrected run's instead of refusing it.
+        write_config(root, settings)
+        return
     if lines:
         raise StoreError(
             f"the store at {root} was written with other settings; refusing to mix them:\n"
