@@ -289,6 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupted(command: str) -> str:
+    """What an interrupt leaves: a store keeps its finished shards; the other outputs nothing."""
+    if command == "explain-dataset":
+        return "interrupted: the store keeps its finished shards; the same command resumes"
+    return "interrupted, nothing written"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line.
 
@@ -318,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted, nothing written", file=sys.stderr)
+        print(f"{PROG}: {_interrupted(args.command)}", file=sys.stderr)
         return 130
     except Exception as exc:
         if os.environ.get("CAPTUM_SMOOTH_DEBUG"):

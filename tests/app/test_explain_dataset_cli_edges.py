@@ -118,3 +118,35 @@ def test_the_defaults_keep_the_settings_of_earlier_stores(weights: Path) -> None
         args = parser.parse_args(_argv(Path("x"), weights, "--method", method))
         _, kwargs = dataset_cli._method_kwargs(args)
         assert kwargs[key] == value
+
+
+def test_an_interrupted_run_says_the_store_keeps_its_shards(
+    tmp_path: Path, weights: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    # Ctrl-C after the first shard: the store keeps it and the same command resumes, so the
+    # message must not say "nothing written" (it did, for every subcommand).
+    real = dataset_cli._checked_data
+
+    def ctrl_c_after_one_shard(args):
+        data, *rest = real(args)
+
+        tensors = data if isinstance(data, tuple) else data.tensors  # (images, labels)
+
+        class CtrlC(torch.utils.data.Dataset):
+            def __len__(self) -> int:
+                return len(tensors[0])
+
+            def __getitem__(self, i: int):
+                if i >= 8:  # the first shard (8 examples) is finished
+                    raise KeyboardInterrupt
+                return tuple(t[i] for t in tensors)
+
+        return (CtrlC(), *rest)
+
+    monkeypatch.setattr(dataset_cli, "_checked_data", ctrl_c_after_one_shard)
+    out = tmp_path / "s"
+    assert cli.main(_argv(out, weights, "--method", "gradient")) == 130
+    assert "keeps its finished shards" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert cli.main(_argv(out, weights, "--method", "gradient")) == 0
+    assert len(AttributionStore(out)) == 12
