@@ -90,7 +90,8 @@ def select_parameters(
         ``[(name, parameter), ...]``.
 
     Raises:
-        ValueError: when nothing is selected, or a regex is invalid.
+        ValueError: when nothing is selected, ``exclude`` leaves nothing out, or a regex is
+            invalid.
         TypeError: for a filter of another kind, or ``model`` not an nn.Module.
 
     Examples::
@@ -110,15 +111,24 @@ def select_parameters(
             aliases[id(p)] = (p, [name])
     include_ids = _ids_in_modules(model, include_f)
     exclude_ids = _ids_in_modules(model, exclude_f)
-    selected = []
+    selected, n_excluded = [], 0
     for p, names in aliases.values():
         if not p.is_floating_point() or (trainable_only and not p.requires_grad):
             continue
         if include_f is not None and not _matches(include_f, names, p, include_ids):
             continue
         if exclude_f is not None and _matches(exclude_f, names, p, exclude_ids):
+            n_excluded += 1
             continue
         selected.append((names[0], p))
+    if exclude_f is not None and not n_excluded:
+        # An exclude that leaves nothing out is a typo or a filter meant for another model:
+        # the noise would reach the parameters the user meant to protect.
+        first = ", ".join(names[0] for _, names in list(aliases.values())[:4])
+        raise ValueError(
+            f"`exclude={exclude!r}` leaves out no parameter of {type(model).__name__} (it has "
+            f"no effect; parameter names start {first}, ...): fix it or pass `exclude=None`"
+        )
     if not selected:
         n_total = len(aliases)
         n_trainable = sum(1 for p, _ in aliases.values() if p.requires_grad)

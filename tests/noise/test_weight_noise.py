@@ -525,3 +525,13 @@ def test_model_lock_is_one_rlock_per_model() -> None:
         pass
     with pytest.raises(TypeError, match="`model`"):
         model_lock("model")  # type: ignore[arg-type]
+
+
+def test_an_exclude_that_leaves_nothing_out_is_an_error() -> None:
+    # It had no effect: the noise reached the parameters the user meant to protect.
+    net = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    with pytest.raises(ValueError, match=r"exclude='classifier'.*no effect.*0\.weight"):
+        select_parameters(net, exclude="classifier")
+    with pytest.raises(ValueError, match="exclude="):
+        select_parameters(net, exclude=nn.Conv2d)
+    assert [n for n, _ in select_parameters(net, exclude="^1")] == ["0.weight", "0.bias"]

@@ -207,6 +207,7 @@ BAD_PRESET: dict[str, dict[str, list[Any]]] = {
     "noisegrad": {
         "weight_stdev": [-0.1, math.nan, "x"],
         "noise_type": ["uniform"],
+        "exclude": ["nope", 3],  # "nope" leaves nothing out: no effect
         "n_weight_samples": [0, 2.5],
         "nt_samples": [5],
         "stdevs": [0.1],
