@@ -46,6 +46,11 @@ from .options import add_option
 
 __all__ = ["add_explain_dataset_parser", "main", "run_explain_dataset"]
 
+#: The budgets and image side when not given (``--nt-samples``, ``--ig-steps``, ``--image-size``).
+DEFAULT_NT_SAMPLES = 20
+DEFAULT_IG_STEPS = 32
+DEFAULT_IMAGE_SIZE = 224
+
 _IMAGE_SUFFIXES = {".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"}
 
 
@@ -170,8 +175,9 @@ def add_explain_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--nt-samples",
         type=int,
-        default=20,
-        help="gradient evaluations per example of the sampling methods (default: 20)",
+        default=None,
+        help=f"gradient evaluations per example of the sampling methods (default: "
+        f"{DEFAULT_NT_SAMPLES})",
     )
     add_option(p, "--kernel")
     add_option(p, "--sampling", default_note="iid; antithetic is part of the store's settings")
@@ -184,8 +190,13 @@ def add_explain_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
     # None: the table's value; given to a method that does not take it, an error
     add_option(p, "--noise-level", default=None, default_note="0.15")
     p.add_argument("--confidence", type=float, default=None, help="adaptgrad (default: 0.95)")
-    p.add_argument("--ig-steps", type=int, default=32, help="ig (default: 32)")
-    p.add_argument("--image-size", type=int, default=224, help="image side (default: 224)")
+    p.add_argument("--ig-steps", type=int, default=None, help=f"ig (default: {DEFAULT_IG_STEPS})")
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help=f"image side for a folder of images (default: {DEFAULT_IMAGE_SIZE})",
+    )
     p.add_argument("--limit", type=int, default=None, help="only the first N examples")
     p.add_argument("--num-workers", type=int, default=0, help="data loader workers")
     p.add_argument("--device", default=None, help="default: cuda:LOCAL_RANK if any, else cpu")
@@ -213,14 +224,15 @@ def _data(args: argparse.Namespace) -> tuple[Any, str, dict[str, Any]]:
     root = Path(args.data)
     if not root.is_dir():
         raise ValueError(f"--data must be 'digits' or a directory of images, got {args.data!r}")
-    folder = _ImageDirectory(root, args.image_size)
+    image_size = DEFAULT_IMAGE_SIZE if args.image_size is None else args.image_size
+    folder = _ImageDirectory(root, image_size)
     if args.limit is not None:
         folder.files = folder.files[: args.limit]
         folder.labels = None if folder.labels is None else folder.labels[: args.limit]
     listing = "\n".join(folder.files).encode()
     meta = {
         "data": str(root.resolve()),
-        "image_size": args.image_size,
+        "image_size": image_size,
         "files_sha256": hashlib.sha256(listing).hexdigest(),
         "files": folder.files,
     }
@@ -254,8 +266,7 @@ def _method_kwargs(args: argparse.Namespace) -> tuple[MethodSpec, dict[str, Any]
         ValueError: An option that has no effect on the method, or an unknown ``--kernel``.
     """
     spec = get_method(args.method)
-    budget = args.ig_steps if spec.name == "ig" else args.nt_samples
-    kwargs = spec.kwargs(budget)
+    kwargs = spec.kwargs(_budget(args, spec))
     for key, option in (("noise_level", "--noise-level"), ("confidence", "--confidence")):
         value = getattr(args, key, None)
         if value is None:
@@ -284,6 +295,25 @@ def _method_kwargs(args: argparse.Namespace) -> tuple[MethodSpec, dict[str, Any]
         except ValueError as exc:
             raise ValueError(f"--kernel: {exc}") from None
     return spec, _sampled(spec, kwargs, getattr(args, "sampling", None))
+
+
+def _budget(args: argparse.Namespace, spec: MethodSpec) -> int:
+    """The method's budget: ``--ig-steps`` for ig, else ``--nt-samples`` (or their defaults).
+
+    Raises:
+        ValueError: The budget option of another kind of method, or a budget given to a
+            method whose arguments do not depend on it (one gradient).
+    """
+    given = {"--nt-samples": args.nt_samples, "--ig-steps": args.ig_steps}
+    option = "--ig-steps" if spec.name == "ig" else "--nt-samples"
+    for other, value in given.items():
+        if other != option and value is not None:
+            raise ValueError(f"{other} has no effect on --method {spec.name}")
+    one_gradient = all(spec.arguments(n) == spec.arguments(1) for n in (2, 3, 8))
+    if given[option] is not None and one_gradient:
+        raise ValueError(f"{option} has no effect on --method {spec.name}")
+    default = DEFAULT_IG_STEPS if spec.name == "ig" else DEFAULT_NT_SAMPLES
+    return default if given[option] is None else given[option]
 
 
 def _sampled(spec: MethodSpec, kwargs: dict[str, Any], sampling: str | None) -> dict[str, Any]:
@@ -376,6 +406,8 @@ def _check_paths(args: argparse.Namespace) -> None:
         raise CLIError("--model digits takes --data digits (8 x 8 grey images)")
     if args.model == "efficientnet-lite0" and args.data == "digits":
         raise CLIError("--data digits needs --model digits (or auto)")
+    if args.image_size is not None and args.data == "digits":
+        raise CLIError("--image-size has no effect on --data digits (8 x 8 images)")
 
 
 def _device(args: argparse.Namespace) -> torch.device:

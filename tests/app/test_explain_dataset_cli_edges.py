@@ -55,6 +55,11 @@ BAD = [
     (["--data", "no-such-folder"], "--data"),
     (["--model", "efficientnet-lite0"], "--data"),
     (["--kernel", "laplace", "--method", "gradient"], "--kernel"),
+    # Budgets and sizes where they change nothing (they had defaults, so this ran, ignored).
+    (["--nt-samples", "3", "--method", "gradient"], "--nt-samples"),
+    (["--nt-samples", "3", "--method", "ig"], "--nt-samples"),
+    (["--ig-steps", "3", "--method", "smoothgrad"], "--ig-steps"),
+    (["--image-size", "64"], "--image-size"),  # digits are 8 x 8
 ]
 
 
