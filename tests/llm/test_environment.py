@@ -1,6 +1,7 @@
 """The environment ``make setup`` makes runs transformers as a user would: its model classes
-import in a fresh interpreter (no shim of ours imported first), and the README's LLM example
-runs there as written, on a tiny random GPT-2 (nothing downloaded).
+import in a fresh interpreter (no shim of ours imported first), and the LLM example of the site
+(docs/llm.rst, once the README's) runs there as written, on a tiny random GPT-2 (nothing
+downloaded).
 
 A torchvision wheel built for CUDA next to the CPU torch broke both ("operator torchvision::nms
 does not exist", raised when transformers imports the torchvision it finds).
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 import subprocess
 import sys
 import textwrap
@@ -74,18 +74,23 @@ model = transformers.GPT2LMHeadModel(config).eval()
 """
 
 
-def readme_llm_example() -> str:
-    text = (ROOT / "README.md").read_text()
-    start = text.index("## Text and LLMs\n")
-    section = text[start : text.index("\n## ", start + 1)]
-    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    assert blocks, "the README's Text and LLMs section has no Python example"
-    return blocks[0]
+def llm_page_example() -> str:
+    """The first Python block of the site's Text and LLMs page (docs/llm.rst), dedented."""
+    text = (ROOT / "docs" / "llm.rst").read_text()
+    start = text.index(".. code-block:: python\n\n") + len(".. code-block:: python\n\n")
+    lines = []
+    for line in text[start:].splitlines():
+        if line.strip() and not line.startswith("   "):
+            break
+        lines.append(line)
+    block = textwrap.dedent("\n".join(lines))
+    assert "SmoothLLMGradientAttribution" in block, "the LLM page has no Python example"
+    return block
 
 
 @pytest.mark.slow
-def test_the_readmes_llm_example_runs_as_written() -> None:
-    code = _MODEL_AND_TOKENIZER + readme_llm_example() + '\nprint("ok")\n'
+def test_the_llm_pages_example_runs_as_written() -> None:
+    code = _MODEL_AND_TOKENIZER + llm_page_example() + '\nprint("ok")\n'
     out = run_fresh(code)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().endswith("ok")
