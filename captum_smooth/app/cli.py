@@ -181,7 +181,7 @@ def _add_run_options(parser: argparse.ArgumentParser, demo: bool) -> None:
     add_option(
         parser,
         "--sampling",
-        default_note="antithetic for smoothgrad, noisegrad and fusiongrad, iid for the others: "
+        default_note="antithetic for smoothgrad and noisegrad, iid for the others: "
         "benchmarks/bench_antithetic.py's verdict per method"
         if demo
         else "iid",
