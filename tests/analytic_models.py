@@ -36,3 +36,16 @@ class Probe(nn.Module):
     def forward(self, *args: Tensor) -> Tensor:
         self.seen.append(args[0].detach().clone())
         return self.model(*args)
+
+
+class NaNOffItsWeight(nn.Module):
+    """Logits ``(sqrt(-(w - 1)^2), -1)``: ``(0, -1)`` at the clean ``w = 1`` (class 0), NaN off
+    it: under any weight noise a perturbed model classifies nothing (calibration's accuracy 0)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(()))
+
+    def forward(self, x: Tensor) -> Tensor:
+        zero = 0.0 * x.sum(dim=1)
+        return torch.stack([torch.sqrt(-((self.w - 1) ** 2)) + zero, zero - 1.0], dim=1)

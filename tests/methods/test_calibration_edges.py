@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from captum_smooth.methods.calibration import calibrate_weight_noise
 
+from analytic_models import NaNOffItsWeight
 from model_state import assert_identical, snapshot
 
 QUIET = {"show_progress": False, "generator": 0}
@@ -32,18 +33,6 @@ def robust_linear() -> tuple[nn.Module, Tensor, Tensor]:
         model.weight.copy_(torch.eye(3))
         model.bias.zero_()
     return model.eval(), x, x.argmax(dim=1)
-
-
-class NaNOffItsWeight(nn.Module):
-    """Two logits: ``sqrt(-(w - 1)^2)`` (0 at ``w = 1``, NaN elsewhere) and -1. Class 0 clean."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.w = nn.Parameter(torch.ones(()))
-
-    def forward(self, x: Tensor) -> Tensor:
-        zero = 0.0 * x.sum(dim=1)
-        return torch.stack([torch.sqrt(-((self.w - 1) ** 2)) + zero, zero - 1.0], dim=1)
 
 
 @pytest.mark.parametrize("max_iter", [1, 4, 6])

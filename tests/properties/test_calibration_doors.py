@@ -33,6 +33,7 @@ from captum_smooth.app import calibrate
 from captum_smooth.methods.calibration import CalibrationResult, calibrate_weight_noise
 from captum_smooth.noise.weights import WeightNoise
 
+from analytic_models import NaNOffItsWeight
 from model_state import assert_identical, snapshot
 
 DOOR = "calibrate_weight_noise"
@@ -64,18 +65,6 @@ def robust() -> tuple[nn.Module, Tensor, Tensor]:
         model.weight.copy_(torch.eye(2))
         model.bias.zero_()
     return model.eval(), x, x.argmax(dim=1)
-
-
-class NaNOffItsWeight(nn.Module):
-    """Logits ``(sqrt(-(w - 1)^2), -1)``: (0, -1) at the clean ``w = 1``, NaN off it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.w = nn.Parameter(torch.ones(()))
-
-    def forward(self, x: Tensor) -> Tensor:
-        zero = 0.0 * x.sum(dim=1)
-        return torch.stack([torch.sqrt(-((self.w - 1) ** 2)) + zero, zero - 1.0], dim=1)
 
 
 def nan_off() -> tuple[nn.Module, Tensor, Tensor]:
