@@ -39,7 +39,7 @@ from torch.utils.data import Dataset
 from ..dataset._settings import check_device
 from ..dataset.explain import explain_dataset
 from ..dataset.store import StoreError
-from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, PROG, CLIError, short
+from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, PROG, CLIError, check_seed, short
 from .method_spec import MethodSpec, gradient_count
 from .methods import cli_method, get_method, resolve_kernel
 from .options import add_option
@@ -372,7 +372,7 @@ _INT_MINIMUMS = {
     "--seed": ("seed", 0),
 }
 #: explain_dataset's seeds lie in [0, 2**63).
-_SEED_END = 2**63
+_SEED_BITS = 63
 
 
 def _check_numbers(args: argparse.Namespace) -> None:
@@ -381,8 +381,7 @@ def _check_numbers(args: argparse.Namespace) -> None:
         value = getattr(args, dest)
         if value is not None and value < minimum:
             raise CLIError(f"{option} must be >= {minimum}, got {value}")
-    if args.seed >= _SEED_END:
-        raise CLIError(f"--seed must be < 2**63, got {args.seed}")
+    check_seed(args.seed, bits=_SEED_BITS)
     reals = (
         ("--confidence", args.confidence, "strictly between 0 and 1", lambda v: 0 < v < 1),
         ("--noise-level", args.noise_level, "a finite number >= 0", lambda v: v >= 0),

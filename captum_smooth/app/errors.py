@@ -46,14 +46,19 @@ def warn(message: str) -> str:
     return message
 
 
-def check_seed(seed: int, option: str = "--seed") -> None:
+def check_seed(seed: int, option: str = "--seed", bits: int = 64) -> None:
     """Refuse a seed torch cannot take, or one it would take as another (a negative one).
 
+    Args:
+        seed: The option's value.
+        option: The option as typed.
+        bits: The seeds taken are ``0..2**bits-1`` (64: torch's; 63: explain_dataset's).
+
     Raises:
-        CLIError: ``seed`` outside ``0..2**64-1``.
+        CLIError: ``seed`` outside ``0..2**bits-1``.
     """
-    if not 0 <= seed <= MAX_SEED:
-        raise CLIError(f"{option} must be in 0..2**64-1 (torch's seeds), got {seed}")
+    if not 0 <= seed < 2**bits:
+        raise CLIError(f"{option} must be in 0..2**{bits}-1, got {seed}")
 
 
 def image_seed(seed: int, index: int) -> int:
